@@ -1,0 +1,194 @@
+"""``mbert-retrieval`` command line. Parses arguments and calls the library; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import MbertRetrievalError
+
+log = logging.getLogger("mbert_retrieval")
+
+EVAL_EXAMPLES = """\
+examples:
+  # the published all-MiniLM-L6-v2 number on SciFact (local BEIR folder ./data/scifact)
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data \\
+      --model sentence-transformers/all-MiniLM-L6-v2 --out out/minilm
+
+  # all 15 BEIR datasets of the ModernBERT paper, downloading the ones missing from ./data
+  mbert-retrieval eval --suite beir --data-dir ./data --download --model PATH --out out/beir
+
+  # the train split, a query prefix and a longer context
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --split train \\
+      --query-prompt "search_query: " --document-prompt "search_document: " --max-seq-length 8192 \\
+      --model answerdotai/ModernBERT-base --out out/mbert
+
+  # offline, nothing to download: code search over this Python's standard library
+  mbert-retrieval eval --suite stdlib --model PATH --out out/stdlib
+
+outputs (in --out): results.json, results.md, runs/<dataset>.trec, config.resolved.yaml, cache/
+"""
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a suite of retrieval datasets",
+        description="Encode each dataset's corpus and queries, search exactly (FAISS flat, inner product), "
+        "and report nDCG@10 and the suite's other metrics with trec_eval semantics.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--suite", required=True, help="a shipped suite name (beir, stdlib; see `ls`) or a suite YAML path")
+    p.add_argument("--datasets", help="comma-separated dataset names of the suite (default: all of them)")
+    p.add_argument("--data-dir", help="folder holding one BEIR folder per dataset, DIR/<name> (default: OUT/data)")
+    p.add_argument("--download", action="store_true", help="download BEIR datasets missing from --data-dir")
+    p.add_argument("--model", required=True, help="hub id or local path of a sentence-transformers / HF model")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", help="qrels split to evaluate (default: each dataset's split in the suite)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    p.add_argument("--max-seq-length", type=int, help="tokens per text (default: the model's own; 8192 for ModernBERT)")
+    p.add_argument("--query-prompt", help="text prepended to every query (default: the model's 'query' prompt)")
+    p.add_argument("--document-prompt", help="text prepended to every document (default: the model's own)")
+    p.add_argument("--no-normalize", action="store_true", help="keep raw vectors (dot product instead of cosine)")
+    p.add_argument("--top-k", type=int, help="documents retrieved per query (default: the suite's, 1000)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    p.add_argument("--cache-dir", help="where document embeddings are cached in shards (default: OUT/cache)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache document embeddings")
+    p.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
+    p.add_argument("--overwrite", action="store_true", help="recompute everything, replacing results in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import EncoderConfig, EvalConfig
+    from .errors import ConfigError
+    from .pipeline import run_eval
+    from .report import markdown_table
+    from .suites import load_suite
+
+    suite = load_suite(args.suite)
+    names = [d.name for d in suite.datasets]
+    if args.datasets:
+        names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+        unknown = [n for n in names if n not in {d.name for d in suite.datasets}]
+        if unknown:
+            raise ConfigError(
+                f"suite {suite.name!r} has no dataset {', '.join(map(repr, unknown))}; "
+                f"it has: {', '.join(d.name for d in suite.datasets)}"
+            )
+    top_k = args.top_k or suite.top_k
+    cache_dir = None if args.no_cache else str(Path(args.cache_dir or Path(args.out) / "cache"))
+    try:
+        cfg = EvalConfig(
+            suite=suite,
+            datasets=names,
+            split=args.split,
+            data_dir=args.data_dir,
+            download=args.download,
+            encoder=EncoderConfig(
+                model=args.model,
+                batch_size=args.batch_size,
+                max_seq_length=args.max_seq_length,
+                query_prompt=args.query_prompt,
+                document_prompt=args.document_prompt,
+                normalize=False if args.no_normalize else None,
+                device=args.device,
+                trust_remote_code=args.trust_remote_code,
+            ),
+            top_k=top_k,
+            out=args.out,
+            cache_dir=cache_dir,
+        )
+    except Exception as e:  # pydantic.ValidationError, kept lazy
+        from pydantic import ValidationError
+
+        if isinstance(e, ValidationError):
+            from .config import format_validation_error
+
+            raise ConfigError("invalid option: " + format_validation_error(e)) from None
+        raise
+    results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    print(markdown_table(results))
+    print(f"\nresults: {Path(args.out) / 'results.json'}  runs: {Path(args.out) / 'runs'}/", file=sys.stderr)
+    return 0
+
+
+def _add_ls(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ls", help="list the shipped suites and their datasets")
+    p.set_defaults(func=_cmd_ls)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .suites import list_suites, load_suite
+
+    for name, path in list_suites().items():
+        suite = load_suite(path)
+        print(f"suite {name}  ({path})")
+        print(textwrap.indent(textwrap.fill(suite.description, 96), "  "))
+        for d in suite.datasets:
+            flags = [f"split={d.split}"]
+            if d.subsets:
+                flags.append(f"{len(d.subsets)} subsets")
+            if d.ignore_identical_ids:
+                flags.append("ignore_identical_ids")
+            print(f"    {d.name:<20} {' '.join(flags)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbert-retrieval",
+        description="ModernBERT retrieval toolkit: train, index and evaluate single-vector and ColBERT retrievers.",
+        epilog="Run `mbert-retrieval COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_eval(sub)
+    _add_ls(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    if not verbose:
+        # Third-party chatter (load reports, tokenizer hints) stays quiet unless asked for.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        for name in ("sentence_transformers", "transformers", "faiss"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except MbertRetrievalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished datasets and embedding shards are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

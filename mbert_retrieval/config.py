@@ -1,0 +1,193 @@
+"""Validated configuration models. Unknown keys are rejected; errors name the file, line and key.
+
+Imports nothing else from the package but ``errors`` and ``metrics`` (for measure names).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .metrics import parse_measure
+
+DEFAULT_METRICS = ["nDCG@10", "R@100", "RR@10", "MAP@100"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetSpec(Strict):
+    """One dataset of a suite."""
+
+    name: str = Field(description="dataset name; also the folder name under --data-dir unless `folder` is set")
+    split: str = Field("test", description="qrels split evaluated by default")
+    source: Literal["beir", "stdlib"] = Field(
+        "beir", description="beir: a BEIR folder (downloadable by name); stdlib: built from the Python stdlib"
+    )
+    folder: str | None = Field(None, description="folder under --data-dir, if not `name`")
+    subsets: list[str] | None = Field(
+        None, description="sub-folders evaluated separately and averaged (CQADupStack's 12 forums)"
+    )
+    ignore_identical_ids: bool = Field(
+        False, description="drop a hit whose document id equals the query id (BEIR/MTEB do for ArguAna, Quora)"
+    )
+    max_docs: int | None = Field(None, ge=1, description="stdlib source only: keep this many examples")
+    paper_name: str | None = Field(None, description="the name used in the paper's tables")
+
+    @model_validator(mode="after")
+    def _source_options(self) -> DatasetSpec:
+        if self.max_docs is not None and self.source != "stdlib":
+            raise ValueError("max_docs applies only to source 'stdlib'")
+        if self.subsets is not None and not self.subsets:
+            raise ValueError("subsets, when given, must not be empty")
+        return self
+
+    @property
+    def folder_name(self) -> str:
+        return self.folder or self.name
+
+
+class SuiteSpec(Strict):
+    """A named set of datasets with the metrics reported for them (``eval/<suite>.yaml``)."""
+
+    name: str
+    description: str = ""
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    main_metric: str = "nDCG@10"
+    top_k: int = Field(1000, ge=1, description="documents retrieved per query (MTEB: 1000)")
+    datasets: list[DatasetSpec]
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one metric is needed")
+        for m in v:
+            try:
+                parse_measure(m)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SuiteSpec:
+        if self.main_metric not in self.metrics:
+            raise ValueError(f"main_metric {self.main_metric!r} is not among metrics {self.metrics}")
+        names = [d.name for d in self.datasets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dataset names repeat: {dupes}")
+        deepest = max(parse_measure(m).cutoff for m in self.metrics)
+        if self.top_k < deepest:
+            raise ValueError(f"top_k {self.top_k} is below the deepest metric cutoff {deepest}")
+        return self
+
+    def dataset(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise ConfigError(
+            f"suite {self.name!r} has no dataset {name!r}; it has: {', '.join(d.name for d in self.datasets)}"
+        )
+
+
+class EncoderConfig(Strict):
+    """How the model is loaded and run."""
+
+    kind: Literal["dense"] = "dense"
+    model: str
+    batch_size: int = Field(32, ge=1)
+    max_seq_length: int | None = Field(None, ge=1)
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    normalize: bool | None = None
+    device: str | None = None
+    trust_remote_code: bool = False
+
+
+class EvalConfig(Strict):
+    """Everything an eval run used; saved as ``config.resolved.yaml`` beside its results."""
+
+    suite: SuiteSpec
+    datasets: list[str]
+    split: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    encoder: EncoderConfig
+    top_k: int = Field(1000, ge=1)
+    out: str
+    cache_dir: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading YAML with errors that point at the file, line and key.
+
+
+def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at key path ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                return line
+            line = next(k for k, v in node.value if v is match).start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def format_validation_error(err: ValidationError, path: str | Path | None = None, root: yaml.Node | None = None) -> str:
+    """One line per problem: ``file:line: key.path: message``."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+        key = ".".join(str(x) for x in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = ""
+        if path is not None:
+            line = _node_line(root, loc)
+            where = f"{path}:{line}: " if line else f"{path}: "
+        lines.append(f"{where}{key}: {msg}")
+    return "; ".join(lines)
+
+
+def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML file safely; returns the data and its node tree (for line numbers)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    return data, root
+
+
+def load_suite_file(path: str | Path) -> SuiteSpec:
+    data, root = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a suite file must be a mapping with at least 'name' and 'datasets'")
+    try:
+        return SuiteSpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, path, root)) from None

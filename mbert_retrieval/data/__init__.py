@@ -1,0 +1,46 @@
+"""Datasets: BEIR folders (local or downloaded by name) and the embedded stdlib code-search set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..config import DatasetSpec
+from ..errors import DataError
+from ..types import RetrievalDataset
+from .beir import load_beir_folder
+
+
+def iter_datasets(
+    spec: DatasetSpec, *, data_dir: str | Path, split: str | None = None, download: bool = False
+) -> Iterator[RetrievalDataset]:
+    """Yield the dataset(s) of one suite entry, loaded one at a time (CQADupStack yields 12).
+
+    ``data_dir/<folder>`` is used when it exists; otherwise it is downloaded when ``download`` is
+    set (BEIR) or built (stdlib), else a clear error says where it was looked for.
+    """
+    data_dir = Path(data_dir)
+    split = split or spec.split
+    folder = data_dir / spec.folder_name
+    if spec.source == "stdlib":
+        from .stdlib import build_stdlib_dataset
+
+        build_stdlib_dataset(folder, max_docs=spec.max_docs)
+    elif not folder.is_dir():
+        if not download:
+            raise DataError(
+                folder,
+                f"dataset folder not found; point --data-dir at the folder that holds {spec.folder_name}/, "
+                "or pass --download to fetch the BEIR zip",
+            )
+        from .download import download_beir
+
+        download_beir(spec.folder_name, data_dir)
+    if spec.subsets:
+        for sub in spec.subsets:
+            yield load_beir_folder(folder / sub, split, name=f"{spec.name}/{sub}")
+    else:
+        yield load_beir_folder(folder, split, name=spec.name)
+
+
+__all__ = ["iter_datasets", "load_beir_folder"]

@@ -1,0 +1,87 @@
+"""Run-time choices of device, dtype and attention implementation. The one module that asks torch,
+transformers and flash-attn what this machine can do.
+
+ModernBERT gets ``flash_attention_2`` (with bf16) when flash-attn imports and a CUDA GPU is
+present, else ``sdpa`` in fp32; other architectures keep transformers' own default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MODERNBERT_MAX_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class Backend:
+    device: str
+    attn_implementation: str | None  # None: the architecture's own default
+    dtype: str  # "float32" or "bfloat16"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device in (None, "auto"):
+        return "cuda" if cuda_available() else "cpu"
+    return device
+
+
+def model_type(name_or_path: str) -> str | None:
+    """The ``model_type`` of a checkpoint's transformer (``"modernbert"``, ``"bert"``, ...).
+
+    Reads ``config.json`` of a local folder directly; for a hub id asks transformers (which uses
+    its cache and the network). ``None`` when it cannot be told.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        config = path / "config.json"
+        if config.is_file():
+            try:
+                return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+            except (json.JSONDecodeError, OSError):
+                return None
+        return None
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(name_or_path).model_type
+    except Exception as e:  # unreachable hub, unknown id: the model loader will say it clearly
+        log.debug("could not read the config of %s: %s", name_or_path, e)
+        return None
+
+
+def choose_backend(
+    model_kind: str | None, device: str | None = None, attn_implementation: str | None = None
+) -> Backend:
+    """Pick device, attention implementation and dtype for an architecture on this machine."""
+    dev = resolve_device(device)
+    if attn_implementation is not None:
+        dtype = "bfloat16" if attn_implementation.startswith("flash_attention") else "float32"
+        return Backend(dev, attn_implementation, dtype)
+    if model_kind == "modernbert":
+        if dev.startswith("cuda") and flash_attn_available():
+            return Backend(dev, "flash_attention_2", "bfloat16")
+        return Backend(dev, "sdpa", "float32")
+    return Backend(dev, None, "float32")
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]

@@ -1,0 +1,225 @@
+"""Single-vector encoder: holds a sentence-transformers model (never subclasses it).
+
+The one module that imports sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, MbertRetrievalError
+from .backend import MODERNBERT_MAX_LENGTH, Backend, choose_backend, model_type, torch_dtype
+
+log = logging.getLogger(__name__)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+class DenseEncoder:
+    """Encode queries and documents into one vector each, with a sentence-transformers model.
+
+    Args:
+        model: a hub id (``answerdotai/ModernBERT-base``) or a local folder (a sentence-transformers
+            model, or a plain transformers checkpoint, which gets mean pooling).
+        max_seq_length: tokens per text; default the model's own (8192 for ModernBERT). Reported
+            in ``describe()``; texts longer than it are counted by ``count_truncated``.
+        query_prompt / document_prompt: text prepended to queries / documents. Default: the
+            model's own ``"query"`` / ``"document"`` prompts if it has them, else none.
+        normalize: L2-normalise embeddings (inner product = cosine). Default: on unless the
+            model declares dot-product similarity.
+        batch_size: texts per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default a GPU when visible.
+        attn_implementation: override the automatic choice (see ``encoders.backend``).
+        trust_remote_code: allow the checkpoint to run its own Python code. Off by default.
+    """
+
+    kind = "dense"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_seq_length: int | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        normalize: bool | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model
+        if _looks_like_path(model) and not Path(model).expanduser().exists():
+            raise ConfigError(f"model path does not exist: {model}")
+        self.model_type = model_type(model)
+        self.backend: Backend = choose_backend(self.model_type, device, attn_implementation)
+        model_kwargs: dict[str, Any] = {}
+        if self.backend.attn_implementation is not None:
+            model_kwargs["attn_implementation"] = self.backend.attn_implementation
+        if self.backend.dtype != "float32":
+            model_kwargs["dtype"] = torch_dtype(self.backend.dtype)
+        try:
+            self.model = SentenceTransformer(
+                str(Path(model).expanduser()) if Path(model).expanduser().exists() else model,
+                device=self.backend.device,
+                trust_remote_code=trust_remote_code,
+                model_kwargs=model_kwargs or None,
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MbertRetrievalError(f"cannot load model {model!r}: {first}") from e
+
+        self.max_position_embeddings = self._max_positions()
+        if max_seq_length is not None:
+            if max_seq_length < 1:
+                raise ConfigError(f"max_seq_length must be positive, got {max_seq_length}")
+            if self.max_position_embeddings and max_seq_length > self.max_position_embeddings:
+                raise ConfigError(
+                    f"max_seq_length {max_seq_length} exceeds the model's {self.max_position_embeddings} positions"
+                )
+            self.model.max_seq_length = max_seq_length
+        elif self.model_type == "modernbert":
+            usable = min(MODERNBERT_MAX_LENGTH, self.max_position_embeddings or MODERNBERT_MAX_LENGTH)
+            if (self.model.max_seq_length or 0) < usable:
+                log.warning(
+                    "%s: this ModernBERT checkpoint is configured for max_seq_length %s although it has %d "
+                    "positions; documents longer than that are truncated (pass max_seq_length to change it)",
+                    model,
+                    self.model.max_seq_length,
+                    usable,
+                )
+        if self.model.max_seq_length is None:
+            raise ConfigError(f"{model}: the model states no maximum length; pass max_seq_length")
+
+        self.query_prompt = query_prompt if query_prompt is not None else self.model.prompts.get("query") or None
+        if document_prompt is None:
+            document_prompt = next(
+                (self.model.prompts[k] for k in ("document", "passage", "corpus") if self.model.prompts.get(k)), None
+            )
+        self.document_prompt = document_prompt
+        similarity = getattr(self.model, "similarity_fn_name", None) or "cosine"
+        self.similarity = similarity
+        self.normalize = (similarity == "cosine") if normalize is None else normalize
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._fingerprint: str | None = None
+
+    # -- facts about the model ------------------------------------------------------------
+    def _max_positions(self) -> int | None:
+        config = getattr(self.transformer_model, "config", None)
+        return getattr(config, "max_position_embeddings", None)
+
+    @property
+    def transformer_model(self) -> Any:
+        first = self.model[0]
+        return getattr(first, "auto_model", None) or getattr(first, "model", None)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def fingerprint(self) -> str:
+        """A content hash of the weights and every setting that changes an embedding."""
+        if self._fingerprint is None:
+            import torch
+
+            h = hashlib.blake2b(digest_size=16)
+            settings = {
+                "max_seq_length": self.max_seq_length,
+                "query_prompt": self.query_prompt,
+                "document_prompt": self.document_prompt,
+                "normalize": self.normalize,
+                "modules": [type(m).__name__ for m in self.model],
+                "dtype": self.backend.dtype,
+            }
+            h.update(json.dumps(settings, sort_keys=True).encode())
+            for name, tensor in self.model.state_dict().items():
+                h.update(name.encode())
+                t = tensor.detach().to("cpu").contiguous()
+                h.update(str(t.dtype).encode())
+                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a results file should record about this encoder."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "fingerprint": self.fingerprint(),
+            "model_type": self.model_type,
+            "dim": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "max_position_embeddings": self.max_position_embeddings,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "normalize": self.normalize,
+            "similarity": "cosine" if self.normalize else self.similarity,
+            "device": self.backend.device,
+            "dtype": self.backend.dtype,
+            "attn_implementation": self.backend.attn_implementation or "default",
+        }
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str], desc: str = "encode queries") -> np.ndarray:
+        """``float32 [n, dim]`` embeddings of queries (query prompt applied)."""
+        return self._encode(texts, self.model.encode_query, self.query_prompt, desc)
+
+    def encode_documents(self, texts: Sequence[str], desc: str = "encode documents") -> np.ndarray:
+        """``float32 [n, dim]`` embeddings of documents (document prompt applied)."""
+        return self._encode(texts, self.model.encode_document, self.document_prompt, desc)
+
+    def _encode(self, texts: Sequence[str], fn: Any, prompt: str | None, desc: str) -> np.ndarray:
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        # Longest first, as sentence-transformers does inside one call; chunks keep the bar moving.
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        chunk = max(self.batch_size * 8, 1)
+        with tqdm(total=n, desc=desc, unit="text", disable=not self.show_progress or n == 0, leave=False) as bar:
+            for start in range(0, n, chunk):
+                idx = order[start : start + chunk]
+                emb = fn(
+                    [texts[i] for i in idx],
+                    prompt=prompt or None,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=self.normalize,
+                    show_progress_bar=False,
+                )
+                out[idx] = np.asarray(emb, dtype=np.float32)
+                bar.update(len(idx))
+        return out
+
+    def count_truncated(self, texts: Sequence[str], *, documents: bool = True) -> int:
+        """How many texts (with their prompt) exceed ``max_seq_length`` tokens and get cut."""
+        tokenizer = self.model.tokenizer
+        prompt = (self.document_prompt if documents else self.query_prompt) or ""
+        limit = self.max_seq_length
+        count = 0
+        for start in range(0, len(texts), 1024):
+            batch = [prompt + t for t in texts[start : start + 1024]]
+            ids = tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            count += sum(1 for x in ids if len(x) > limit)
+        return count
+
+    def save(self, path: str | Path) -> None:
+        self.model.save(str(path))

@@ -1,0 +1,53 @@
+"""TREC run files: ``qid Q0 docid rank score tag``, one line per retrieved document.
+
+Scores are written with ``repr(float)`` (shortest text that reads back as the same double), so a
+run re-scored from its file by pytrec_eval or trec_eval gives exactly the metrics computed in
+memory, ties included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import DataError
+from .io import write_lines
+from .metrics import rank
+from .types import Run
+
+
+def format_run(run: Run, tag: str) -> Iterator[str]:
+    tag = "_".join(tag.split()) or "run"
+    for qid in run:
+        for i, doc in enumerate(rank(run[qid]), start=1):
+            yield f"{qid} Q0 {doc} {i} {float(run[qid][doc])!r} {tag}"
+
+
+def write_run(path: str | Path, run: Run, tag: str = "mbert-retrieval") -> None:
+    """Write ``run`` as a 6-column TREC run file, atomically, in trec_eval rank order."""
+    for qid in run:
+        if any(c.isspace() for c in qid) or any(any(c.isspace() for c in d) for d in run[qid]):
+            raise ValueError(f"query or document ids with white space cannot be written to a TREC run (query {qid!r})")
+    write_lines(path, format_run(run, tag))
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a 6-column TREC run file; a clear error names the line of any malformed row."""
+    path = Path(path)
+    run: Run = {}
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            cols = line.split()
+            if len(cols) != 6:
+                raise DataError(path, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}", line=lineno)
+            qid, _, doc, _, score, _ = cols
+            try:
+                value = float(score)
+            except ValueError:
+                raise DataError(path, f"not a number: {score!r}", line=lineno, field="score") from None
+            run.setdefault(qid, {})[doc] = value
+    return run

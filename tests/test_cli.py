@@ -1,0 +1,117 @@
+"""The eval CLI end to end on real data (CoSQA code search) with a tiny ModernBERT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mbert_retrieval.cli import main
+from mbert_retrieval.runs import read_run
+
+EXPECTED_FILES = {"results.json", "results.md", "config.resolved.yaml", "runs/cosqa.trec"}
+
+
+@pytest.fixture
+def cosqa_suite(tmp_path: Path, data_dir: Path) -> Path:
+    suite = tmp_path / "code.yaml"
+    suite.write_text(
+        "name: code\nmetrics: [nDCG@10, R@100, RR@10, MAP@100]\ndatasets:\n  - {name: cosqa, folder: cosqa-dev}\n"
+    )
+    return suite
+
+
+def _files(out: Path) -> set[str]:
+    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "cache" not in p.parts}
+
+
+def test_eval_end_to_end(tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str, capsys) -> None:
+    out = tmp_path / "out"
+    argv = ["eval", "--suite", str(cosqa_suite), "--data-dir", str(data_dir), "--model", tiny_modernbert]
+    assert main([*argv, "--out", str(out), "--batch-size", "16", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "| dataset | split | queries | docs | nDCG@10 | R@100 | RR@10 | MAP@100 |"
+    assert "| cosqa | test | 313 | 552 |" in table
+    assert _files(out) == EXPECTED_FILES
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["suite"] == "code" and results["model"] == tiny_modernbert
+    assert set(results["versions"]) >= {"python", "torch", "transformers", "sentence-transformers", "faiss-cpu"}
+    record = results["datasets"]["cosqa"]
+    assert (record["n_docs"], record["n_queries"], record["split"]) == (552, 313, "test")
+    assert record["max_seq_length"] == 512 and record["truncated_documents"] >= 0
+    metrics = results["metrics"]["cosqa"]
+    assert set(metrics) == {"nDCG@10", "R@100", "RR@10", "MAP@100"}
+    assert 0.0 < metrics["nDCG@10"] < 1.0
+
+    # the run file holds top 1000 (here: every one of the 552 documents) per query, in rank order
+    run = read_run(out / "runs" / "cosqa.trec")
+    assert len(run) == 313 and all(len(hits) == 552 for hits in run.values())
+    # anyone can re-score it: pytrec_eval on the file equals results.json to 1e-6
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    from mbert_retrieval.data.beir import load_qrels
+
+    qrels = load_qrels(data_dir / "cosqa-dev" / "qrels" / "test.tsv")
+    scored = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map_cut.100"}).evaluate(run)
+    for ours, trec in [("nDCG@10", "ndcg_cut_10"), ("R@100", "recall_100"), ("MAP@100", "map_cut_100")]:
+        mean = sum(v[trec] for v in scored.values()) / len(scored)
+        assert abs(mean - metrics[ours]) < 1e-6
+
+    resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    assert resolved["encoder"]["model"] == tiny_modernbert and resolved["datasets"] == ["cosqa"]
+    assert resolved["suite"]["datasets"][0]["folder"] == "cosqa-dev"
+
+    # a second run into the same folder resumes: nothing is recomputed
+    before = (out / "runs" / "cosqa.trec").stat().st_mtime_ns
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert (out / "runs" / "cosqa.trec").stat().st_mtime_ns == before
+    assert "already in" in capsys.readouterr().err
+
+    # another split goes under its own key and run file, beside the first
+    shutil.copy(data_dir / "cosqa-dev" / "qrels" / "test.tsv", tmp_path / "unused.tsv")
+
+
+def test_other_model_into_same_out_is_refused(
+    tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str, minilm_path: str, capsys
+) -> None:
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "results.json").write_text(
+        json.dumps({"metrics": {"cosqa": {}}, "encoder": {"fingerprint": "other", "name": "x"}})
+    )
+    argv = ["eval", "--suite", str(cosqa_suite), "--data-dir", str(data_dir), "--model", tiny_modernbert]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds results of another model" in err and "--overwrite" in err
+    assert json.loads((out / "results.json").read_text())["encoder"]["fingerprint"] == "other"  # untouched
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "nope"], "error: unknown suite 'nope'"),
+        (["--suite", "beir", "--datasets", "scifact,nope"], "error: suite 'beir' has no dataset 'nope'"),
+        (["--suite", "beir", "--datasets", "nfcorpus"], "nfcorpus: dataset folder not found"),
+        (["--suite", "beir", "--datasets", "scifact", "--split", "dev"], "no qrels for split 'dev'"),
+        (["--suite", "beir", "--batch-size", "0"], "error: invalid option: encoder.batch_size"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path: Path, data_dir: Path, tiny_modernbert: str, capsys, args, message) -> None:
+    argv = ["eval", *args, "--data-dir", str(data_dir), "--model", tiny_modernbert, "--out", str(tmp_path / "o")]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("error: ") and message in line for line in err), err
+
+
+def test_console_script_help_has_examples() -> None:
+    exe = Path(sys.executable).with_name("mbert-retrieval")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mbert_retrieval"]
+    out = subprocess.run([*cmd, "eval", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "examples:" in out and "--suite beir --datasets scifact" in out
+    ls = subprocess.run([*cmd, "ls"], capture_output=True, text=True, check=True).stdout
+    assert "suite beir" in ls and "cqadupstack" in ls
