@@ -112,9 +112,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from pydantic import ValidationError
 
         if isinstance(e, ValidationError):
-            from .config import format_validation_error
-
-            raise ConfigError("invalid option: " + format_validation_error(e)) from None
+            problems = [f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
+            raise ConfigError("invalid option " + "; ".join(problems)) from None
         raise
     results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(markdown_table(results))
@@ -168,8 +167,12 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     log.propagate = False
     if not verbose:
         # Third-party chatter (load reports, tokenizer hints) stays quiet unless asked for.
+        from .encoders.backend import set_quiet
+
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        for name in ("sentence_transformers", "transformers", "faiss"):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        set_quiet(True)
+        for name in ("sentence_transformers", "faiss"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
 

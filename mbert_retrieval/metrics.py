@@ -96,12 +96,14 @@ class Evaluation:
 
 def evaluate(qrels: Qrels, run: Run, measures: Iterable[str | Measure]) -> Evaluation:
     """Score ``run`` against ``qrels``; see the module docstring for the exact semantics."""
+    # results are keyed by the names as given ("MAP@100" stays "MAP@100"), values by the measure
+    given = [str(m) for m in measures]
     parsed = [m if isinstance(m, Measure) else parse_measure(m) for m in measures]
-    names = {m: str(m) for m in parsed}
+    names = dict(zip(parsed, given, strict=True))
     per_query: dict[str, dict[str, float]] = {names[m]: {} for m in parsed}
     scored = [qid for qid in qrels if qid in run]
     for qid in scored:
-        values = _query_values(rank(run[qid]), qrels[qid], parsed)
+        values = _query_values(rank(run[qid]), qrels[qid], list(names))
         for m, v in values.items():
             per_query[names[m]][qid] = v
     means = {name: (math.fsum(values.values()) / len(values) if values else 0.0) for name, values in per_query.items()}

@@ -98,7 +98,10 @@ def test_other_model_into_same_out_is_refused(
         (["--suite", "beir", "--datasets", "scifact,nope"], "error: suite 'beir' has no dataset 'nope'"),
         (["--suite", "beir", "--datasets", "nfcorpus"], "nfcorpus: dataset folder not found"),
         (["--suite", "beir", "--datasets", "scifact", "--split", "dev"], "no qrels for split 'dev'"),
-        (["--suite", "beir", "--batch-size", "0"], "error: invalid option: encoder.batch_size"),
+        (
+            ["--suite", "beir", "--batch-size", "0"],
+            "error: invalid option --batch-size: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path: Path, data_dir: Path, tiny_modernbert: str, capsys, args, message) -> None:

@@ -25,7 +25,7 @@ def test_hand_computed_values() -> None:
     assert ev.per_query["R@2"] == {"q1": pytest.approx(1 / 3), "q2": 1.0}
     assert ev.per_query["RR@10"] == {"q1": 0.5, "q2": 0.5}
     # AP: q1 relevant a@2, b@4 of 3 relevant -> (1/2 + 2/4) / 3 ; q2: (1/2) / 1
-    assert ev.per_query["AP@100"] == {"q1": pytest.approx(1 / 3), "q2": 0.5}
+    assert ev.per_query["MAP@100"] == {"q1": pytest.approx(1 / 3), "q2": 0.5}
     assert ev.per_query["P@2"] == {"q1": 0.5, "q2": 0.5}
     assert ev.means["RR@10"] == 0.5
     assert (ev.n_queries, ev.n_missing) == (2, 0)

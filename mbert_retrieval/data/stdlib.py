@@ -11,6 +11,7 @@ Sources are parsed with ``ast``; nothing is imported or executed.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import logging
@@ -117,28 +118,32 @@ def _examples_in_file(root: Path, path: Path) -> list[CodeExample]:
     return found
 
 
-def collect_examples(root: Path | None = None, max_code_chars: int = 4000) -> list[CodeExample]:
+@functools.lru_cache(maxsize=4)
+def collect_examples(root: Path | None = None, max_code_chars: int = 4000) -> tuple[CodeExample, ...]:
     """All usable (docstring sentence, code) examples of the standard library, deduplicated.
 
-    A query text or a code text seen twice is kept once (first in sorted file order), so a query
-    has exactly one relevant document.
+    Private modules (``_pyio``) and private names are left out. A query text, a code text or an
+    id (a name defined twice in one module) seen twice is kept once, first in sorted file order,
+    so a query has exactly one relevant document.
     """
     root = root or stdlib_root()
-    files = sorted(p for p in root.rglob("*.py") if not (_SKIP_DIRS & set(p.relative_to(root).parts)))
-    seen_queries: set[str] = set()
-    seen_code: set[str] = set()
+    files = sorted(
+        p
+        for p in root.rglob("*.py")
+        if not (_SKIP_DIRS & set(p.relative_to(root).parts)) and not p.relative_to(root).parts[0].startswith("_")
+    )
+    seen: set[str] = set()
     examples: list[CodeExample] = []
     for path in files:
         for ex in _examples_in_file(root, path):
             if len(ex.code) > max_code_chars:
                 continue
-            q_key = ex.query.lower()
-            if q_key in seen_queries or ex.code in seen_code:
+            keys = {"q:" + ex.query.lower(), "c:" + ex.code, "i:" + ex.doc_id}
+            if keys & seen:
                 continue
-            seen_queries.add(q_key)
-            seen_code.add(ex.code)
+            seen |= keys
             examples.append(ex)
-    return examples
+    return tuple(examples)
 
 
 def module_split(module: str, test_fraction: float = 0.2) -> str:
@@ -174,7 +179,7 @@ def build_stdlib_dataset(
                 return out_dir
         except json.JSONDecodeError:
             pass
-    examples = collect_examples(root)
+    examples = list(collect_examples(root) if root else collect_examples())
     if max_docs is not None and len(examples) > max_docs:
         step = len(examples) / max_docs
         examples = [examples[int(i * step)] for i in range(max_docs)]

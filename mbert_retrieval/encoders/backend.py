@@ -16,6 +16,23 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MODERNBERT_MAX_LENGTH = 8192
+_QUIET = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Silence transformers' load reports and weight-loading progress bars from now on."""
+    global _QUIET
+    _QUIET = quiet
+
+
+def apply_verbosity() -> None:
+    """Called before a model is loaded (transformers resets its logger level on import)."""
+    if not _QUIET:
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import MODERNBERT_MAX_LENGTH, Backend, choose_backend, model_type, torch_dtype
+from .backend import MODERNBERT_MAX_LENGTH, Backend, apply_verbosity, choose_backend, model_type, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class DenseEncoder:
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
+        apply_verbosity()
         self.name = model
         if _looks_like_path(model) and not Path(model).expanduser().exists():
             raise ConfigError(f"model path does not exist: {model}")
@@ -130,6 +131,14 @@ class DenseEncoder:
         return getattr(first, "auto_model", None) or getattr(first, "model", None)
 
     @property
+    def pooling(self) -> str | None:
+        """The pooling of the sentence-transformers pipeline (``mean`` for a plain HF checkpoint)."""
+        for module in self.model:
+            if hasattr(module, "get_pooling_mode_str"):
+                return str(module.get_pooling_mode_str())
+        return None
+
+    @property
     def dim(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
@@ -172,6 +181,7 @@ class DenseEncoder:
             "max_position_embeddings": self.max_position_embeddings,
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
+            "pooling": self.pooling,
             "normalize": self.normalize,
             "similarity": "cosine" if self.normalize else self.similarity,
             "device": self.backend.device,
