@@ -1,9 +1,14 @@
 """On-disk cache of document embeddings, in shards: reuse across runs and resume after a kill.
 
-Layout: ``<cache_dir>/<key>/meta.json`` and ``shard-00000.npy`` ... (float32 ``[rows, dim]``),
-where ``key`` hashes the encoder's fingerprint (weights and settings) and the corpus (ids and
-texts). Each shard is written atomically, so a killed run leaves only complete shards, and the
-next run encodes only the missing ones.
+Layout: ``<cache_dir>/<key>/meta.json`` and one file per shard, where ``key`` hashes the encoder's
+fingerprint (weights and settings) and the corpus (ids and texts):
+
+- dense (one vector per document): ``shard-00000.npy``, float32 ``[rows, dim]``, memory-mapped on read;
+- multi-vector (a token matrix per document): ``shard-00000.npz`` holding ``tokens`` (float16
+  ``[total tokens, dim]``) and ``offsets`` (int64 ``[rows + 1]``).
+
+Each shard is written atomically, so a killed run leaves only complete shards, and the next run
+encodes only the missing ones.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +27,14 @@ from .io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARD_SIZE = 50_000
+DEFAULT_SHARD_SIZE = {"dense": 50_000, "multi": 10_000}
+
+Embeddings = Any  # np.ndarray [rows, dim] (dense) or list of np.ndarray [tokens_i, dim] (multi)
 
 
 def corpus_hash(ids: Sequence[str], texts: Sequence[str]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for i, t in zip(ids, texts, strict=False):
+    for i, t in zip(ids, texts, strict=True):
         h.update(i.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
         h.update(t.encode("utf-8", "surrogatepass"))
@@ -33,23 +42,62 @@ def corpus_hash(ids: Sequence[str], texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def _save(path: Path, emb: Embeddings, multi: bool) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if multi:
+            lengths = [len(m) for m in emb]
+            offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+            np.savez(f, tokens=np.concatenate(emb).astype(np.float16), offsets=offsets)
+        else:
+            np.save(f, emb)
+
+
+def _load(path: Path, multi: bool, rows: int, dim: int) -> Embeddings | None:
+    """The shard's embeddings, or None when the file is not a complete shard of the right shape."""
+    try:
+        if not multi:
+            emb = np.load(path, mmap_mode="r")
+            return emb if emb.shape == (rows, dim) and emb.dtype == np.float32 else None
+        with np.load(path) as z:
+            tokens, offsets = z["tokens"], z["offsets"]
+        if len(offsets) != rows + 1 or tokens.ndim != 2 or tokens.shape[1] != dim or offsets[-1] != len(tokens):
+            return None
+        return [tokens[offsets[i] : offsets[i + 1]] for i in range(rows)]
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def _check(emb: Embeddings, multi: bool, rows: int, dim: int) -> Embeddings:
+    if multi:
+        if len(emb) != rows or any(m.ndim != 2 or m.shape[1] != dim for m in emb):
+            raise RuntimeError(f"encoder returned {len(emb)} token matrices, expected {rows} of width {dim}")
+        return [np.asarray(m) for m in emb]
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    if emb.shape != (rows, dim):
+        raise RuntimeError(f"encoder returned shape {emb.shape}, expected {(rows, dim)}")
+    return emb
+
+
 def iter_document_embeddings(
     ids: Sequence[str],
     texts: Sequence[str],
-    encode: Callable[[Sequence[str], str], np.ndarray],
+    encode: Callable[[Sequence[str], str], Embeddings],
     *,
     encoder_fingerprint: str,
     dim: int,
     cache_dir: str | Path | None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    multi: bool = False,
+    shard_size: int | None = None,
     label: str = "documents",
-) -> Iterator[tuple[slice, np.ndarray]]:
+) -> Iterator[tuple[slice, Embeddings]]:
     """Yield ``(rows, embeddings)`` shard by shard, in corpus order, from cache or freshly encoded.
 
-    ``encode(texts, desc)`` is the encoder's document function. With ``cache_dir=None`` nothing
-    is stored. Shards already on disk (from an earlier or interrupted run) are read, not encoded.
+    ``encode(texts, desc)`` is the encoder's document function; ``multi`` says it returns one token
+    matrix per text. With ``cache_dir=None`` nothing is stored. Shards already on disk (from an
+    earlier or interrupted run) are read, not encoded.
     """
     n = len(texts)
+    shard_size = shard_size or DEFAULT_SHARD_SIZE["multi" if multi else "dense"]
     folder: Path | None = None
     if cache_dir is not None:
         key = hashlib.blake2b(f"{encoder_fingerprint}:{corpus_hash(ids, texts)}".encode(), digest_size=12).hexdigest()
@@ -62,27 +110,29 @@ def iter_document_embeddings(
                 log.warning("%s is unreadable; re-encoding into a fresh cache entry", meta_path)
         write_json(
             meta_path,
-            {"encoder": encoder_fingerprint, "n_docs": n, "dim": dim, "shard_size": shard_size, "label": label},
+            {
+                "encoder": encoder_fingerprint,
+                "n_docs": n,
+                "dim": dim,
+                "multi_vector": multi,
+                "shard_size": shard_size,
+                "label": label,
+            },
         )
     n_shards = max(1, -(-n // shard_size))
+    suffix = ".npz" if multi else ".npy"
     for s in range(n_shards):
         rows = slice(s * shard_size, min(n, (s + 1) * shard_size))
-        expected = (rows.stop - rows.start, dim)
-        shard_path = folder / f"shard-{s:05d}.npy" if folder is not None else None
+        count = rows.stop - rows.start
+        shard_path = folder / f"shard-{s:05d}{suffix}" if folder is not None else None
         if shard_path is not None and shard_path.is_file():
-            try:
-                emb = np.load(shard_path, mmap_mode="r")
-                if emb.shape == expected and emb.dtype == np.float32:
-                    yield rows, emb
-                    continue
-            except (ValueError, OSError):
-                pass
+            cached = _load(shard_path, multi, count, dim)
+            if cached is not None:
+                yield rows, cached
+                continue
             log.warning("%s is not a complete shard; encoding it again", shard_path)
         desc = f"encode {label}" + (f" [{s + 1}/{n_shards}]" if n_shards > 1 else "")
-        emb = np.ascontiguousarray(encode(texts[rows], desc), dtype=np.float32)
-        if emb.shape != expected:
-            raise RuntimeError(f"encoder returned shape {emb.shape}, expected {expected}")
+        emb = _check(encode(texts[rows], desc), multi, count, dim)
         if shard_path is not None:
-            with atomic_path(shard_path) as tmp, open(tmp, "wb") as f:
-                np.save(f, emb)
+            _save(shard_path, emb, multi)
         yield rows, emb

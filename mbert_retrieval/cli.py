@@ -69,11 +69,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .catalog import load_suite
     from .config import EncoderConfig, EvalConfig
     from .errors import ConfigError
     from .pipeline import run_eval
     from .report import markdown_table
-    from .suites import load_suite
 
     suite = load_suite(args.suite)
     names = [d.name for d in suite.datasets]
@@ -127,7 +127,7 @@ def _add_ls(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from .suites import list_suites, load_suite
+    from .catalog import list_suites, load_suite
 
     for name, path in list_suites().items():
         suite = load_suite(path)

@@ -6,7 +6,7 @@ Imports nothing else from the package but ``errors`` and ``metrics`` (for measur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -96,6 +96,89 @@ class SuiteSpec(Strict):
         )
 
 
+# --------------------------------------------------------------------------------------------
+# Index specs (``indices/<name>.yaml``): which index, with which parameters.
+
+
+class FaissSpec(Strict):
+    """A FAISS index over single vectors, inner product. Memory per vector (dim d): flat/hnsw 4d bytes
+    (+ graph links for hnsw), sq fp16 2d, sq int8 d, ivf-pq m*nbits/8 bytes."""
+
+    kind: Literal["faiss"] = "faiss"
+    type: Literal["flat", "hnsw", "ivf-flat", "ivf-pq", "sq"] = "flat"
+    M: int = Field(32, ge=2, description="hnsw: links per node")
+    ef_construction: int = Field(200, ge=1, description="hnsw: build-time beam")
+    ef_search: int = Field(128, ge=1, description="hnsw: search-time beam")
+    nlist: int = Field(1024, ge=1, description="ivf: number of clusters")
+    nprobe: int = Field(16, ge=1, description="ivf: clusters visited per query")
+    m: int = Field(64, ge=1, description="ivf-pq: sub-quantisers (must divide dim)")
+    nbits: int = Field(8, ge=1, le=16, description="ivf-pq: bits per sub-quantiser code")
+    sq_type: Literal["fp16", "int8"] = Field("fp16", description="sq: scalar quantiser")
+    train_sample: int = Field(100_000, ge=1, description="ivf: vectors sampled to train the quantiser")
+
+    def factory_string(self) -> str:
+        return {
+            "flat": "Flat",
+            "hnsw": f"HNSW{self.M}",
+            "ivf-flat": f"IVF{self.nlist},Flat",
+            "ivf-pq": f"IVF{self.nlist},PQ{self.m}x{self.nbits}",
+            "sq": "SQfp16" if self.sq_type == "fp16" else "SQ8",
+        }[self.type]
+
+
+class PlaidSpec(Strict):
+    """PLAID (fast-plaid through PyLate) over token vectors: centroids + residual compression."""
+
+    kind: Literal["plaid"] = "plaid"
+    nbits: int = Field(4, ge=1, le=8, description="bits per residual dimension")
+    kmeans_niters: int = Field(4, ge=1, description="k-means iterations for the centroids")
+    n_ivf_probe: int = Field(8, ge=1, description="centroids probed per query token")
+    n_full_scores: int = Field(8192, ge=1, description="candidates scored exactly at the end")
+    fallback: Literal["error", "exact"] = Field(
+        "error", description="too few token vectors for k-means: fail clearly, or use exact MaxSim"
+    )
+
+
+class VoyagerSpec(Strict):
+    """Voyager HNSW over token vectors; candidates are re-ranked by exact MaxSim."""
+
+    kind: Literal["voyager"] = "voyager"
+    M: int = Field(64, ge=2)
+    ef_construction: int = Field(200, ge=1)
+    ef_search: int = Field(200, ge=1)
+    candidates: int = Field(100, ge=1, description="documents per query passed to exact re-ranking")
+
+
+class ExactMaxSimSpec(Strict):
+    """No index: exact MaxSim of every query against every document (the reference)."""
+
+    kind: Literal["exact-maxsim"] = "exact-maxsim"
+    dtype: Literal["float16", "float32"] = Field("float16", description="storage of document token vectors")
+    block_tokens: int = Field(262_144, ge=1024, description="document tokens scored per matrix product")
+
+
+INDEX_KINDS = ("faiss", "plaid", "voyager", "exact-maxsim")
+IndexSpec = Annotated[FaissSpec | PlaidSpec | VoyagerSpec | ExactMaxSimSpec, Field(discriminator="kind")]
+
+
+class IndexSpecFile(Strict):
+    """``indices/<name>.yaml``."""
+
+    name: str
+    description: str = ""
+    index: IndexSpec
+
+
+def load_index_spec_file(path: str | Path) -> IndexSpecFile:
+    data, root = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an index spec file must be a mapping with 'name' and 'index'")
+    try:
+        return IndexSpecFile.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, path, root)) from None
+
+
 class EncoderConfig(Strict):
     """How the model is loaded and run."""
 
@@ -151,6 +234,8 @@ def format_validation_error(err: ValidationError, path: str | Path | None = None
     lines = []
     for e in err.errors():
         loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
+        # a tagged union puts the tag in the path (index.plaid.nbits): drop it
+        loc = tuple(x for i, x in enumerate(loc) if not (i and loc[i - 1] == "index" and x in INDEX_KINDS))
         key = ".".join(str(x) for x in loc) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":

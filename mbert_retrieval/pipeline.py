@@ -94,7 +94,7 @@ def evaluate_dataset(
             log.warning(
                 "%s: %d of %d documents exceed %s tokens and are truncated", ds.name, truncated, ds.n_docs, limit
             )
-    index = FaissIndex(encoder.dim, "Flat")
+    index = FaissIndex(encoder.dim)
     for rows, emb in iter_document_embeddings(
         ds.corpus_ids,
         ds.corpus_texts,

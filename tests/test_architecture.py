@@ -25,7 +25,7 @@ FORBIDDEN = {
     "types.py": {"*"},
     "errors.py": {"*"},
     "metrics.py": {"encoders", "indexes", "pipeline", "data", "cli"},
-    "indexes": {"encoders", "pipeline", "data", "metrics", "cli", "config"},
+    "indexes": {"encoders", "pipeline", "data", "metrics", "cli", "catalog"},
     "encoders": {"indexes", "pipeline", "data", "metrics", "cli"},
     "data": {"encoders", "indexes", "pipeline", "metrics", "cli"},
 }

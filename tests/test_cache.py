@@ -71,3 +71,36 @@ def test_other_corpus_or_encoder_gets_its_own_entry(tmp_path: Path) -> None:
     _collect(tmp_path, CountingEncoder(), TEXTS)
     _collect(tmp_path, CountingEncoder(), [*TEXTS[:-1], "changed"])
     assert len(list(tmp_path.iterdir())) == 2
+
+
+class TokenEncoder:
+    """One token matrix per text: len(text) tokens of width 2."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, texts, desc):
+        self.calls.append(len(texts))
+        return [np.full((len(t), 2), len(t), dtype=np.float32) for t in texts]
+
+
+def test_multi_vector_shards_round_trip_in_fp16(tmp_path: Path) -> None:
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+
+    def collect(enc):
+        parts = list(
+            iter_document_embeddings(
+                ids, TEXTS, enc, encoder_fingerprint="fp", dim=2, cache_dir=tmp_path, multi=True, shard_size=3
+            )
+        )
+        return [m for _, mats in parts for m in mats]
+
+    first = collect(TokenEncoder())
+    enc = TokenEncoder()
+    again = collect(enc)
+    assert enc.calls == []
+    assert [m.shape for m in again] == [(len(t), 2) for t in TEXTS]
+    assert all(m.dtype == np.float16 for m in again)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.astype(np.float16), b)
+    assert sorted(p.name for p in next(tmp_path.iterdir()).iterdir())[-1] == "shard-00002.npz"

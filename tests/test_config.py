@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mbert_retrieval.catalog import list_suites, load_suite
 from mbert_retrieval.config import SuiteSpec
 from mbert_retrieval.errors import ConfigError
-from mbert_retrieval.suites import list_suites, load_suite
 
 REFERENCE_COLUMNS = [
     "nfcorpus",
@@ -69,7 +69,7 @@ def test_bad_suite_files(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_unknown_suite_and_dataset() -> None:
-    with pytest.raises(ConfigError, match="unknown suite 'nope'; shipped suites: "):
+    with pytest.raises(ConfigError, match="unknown suite 'nope'; shipped: "):
         load_suite("nope")
     with pytest.raises(ConfigError, match="suite 'beir' has no dataset 'scifacts'"):
         load_suite("beir").dataset("scifacts")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mbert_retrieval.config import FaissSpec
 from mbert_retrieval.errors import ConfigError, DataError
 from mbert_retrieval.indexes.faiss_index import FaissIndex
 
@@ -50,8 +51,12 @@ def test_shape_errors() -> None:
         index.add(["a"], np.zeros((1, 9), np.float32))
     with pytest.raises(ValueError, match=r"2 document ids but 1 embeddings"):
         index.add(["a", "b"], np.zeros((1, 8), np.float32))
-    with pytest.raises(ConfigError, match="invalid FAISS factory"):
-        FaissIndex(8, "NotAnIndex")
+    with pytest.raises(ConfigError, match="m=3 sub-quantisers must divide the dimension 8"):
+        FaissIndex(8, FaissSpec(type="ivf-pq", m=3))
+    ivf = FaissIndex(8, FaissSpec(type="ivf-flat", nlist=64))
+    with pytest.raises(ConfigError, match="nlist=64 needs at least 64 training vectors"):
+        ivf.add([f"d{i}" for i in range(10)], np.ones((10, 8), np.float32))
+    assert len(ivf) == 0
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
@@ -67,3 +72,27 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     (tmp_path / "idx" / "manifest.json").unlink()
     with pytest.raises(DataError, match=r"manifest\.json: missing"):
         FaissIndex.load(tmp_path / "idx")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FaissSpec(type="hnsw", M=16, ef_search=64),
+        FaissSpec(type="ivf-flat", nlist=16, nprobe=16),
+        FaissSpec(type="sq", sq_type="fp16"),
+    ],
+)
+def test_approximate_kinds_find_the_exact_neighbours_when_searching_wide(spec: FaissSpec, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    docs, queries = _unit(rng, 1000, 32), _unit(rng, 50, 32)
+    ids = [f"d{i}" for i in range(1000)]
+    exact, approx = FaissIndex(32), FaissIndex(32, spec)
+    exact.add(ids, docs)
+    approx.add(ids, docs)
+    approx.save(tmp_path / "idx")
+    reloaded = FaissIndex.load(tmp_path / "idx")
+    assert reloaded.spec == spec
+    qids = [f"q{i}" for i in range(50)]
+    truth, got = exact.search(qids, queries, 10), reloaded.search(qids, queries, 10)
+    recall = np.mean([len(set(truth[q]) & set(got[q])) / 10 for q in qids])
+    assert recall >= 0.95, recall

@@ -1,8 +1,7 @@
 """FAISS indices for single-vector embeddings. The one module that imports ``faiss``.
 
-Inner product on (normally L2-normalised) float32 vectors. ``"Flat"`` is exact search; other
-FAISS factory strings (``"HNSW32"``, ``"IVF1024,PQ64"``) are accepted and trained on the first
-vectors added.
+Inner product on (normally L2-normalised) float32 vectors. ``flat`` is exact search; HNSW, IVF
+and scalar-quantised indices are built from a ``FaissSpec`` (``indices/faiss-*.yaml``).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FaissSpec
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, write_json, write_lines
 from ..types import Run
@@ -35,22 +35,61 @@ def faiss_version() -> str:
 
 
 class FaissIndex:
-    """A FAISS index with string document ids, searched by inner product."""
+    """A FAISS index with string document ids, searched by inner product.
+
+    Built from a ``FaissSpec`` (flat, hnsw, ivf-flat, ivf-pq, sq). Indices that need training (IVF,
+    PQ, SQ) are trained on a seeded sample of the first vectors added, or explicitly by ``train``.
+    """
 
     kind = "faiss"
 
-    def __init__(self, dim: int, factory: str = "Flat", *, query_batch_size: int = 256) -> None:
+    def __init__(self, dim: int, spec: FaissSpec | None = None, *, query_batch_size: int = 256) -> None:
         faiss = _faiss()
         if dim < 1:
             raise ConfigError(f"index dimension must be positive, got {dim}")
         self.dim = dim
-        self.factory = factory
+        self.spec = spec or FaissSpec()
         self.query_batch_size = query_batch_size
+        factory = self.spec.factory_string()
+        if self.spec.type == "ivf-pq" and dim % self.spec.m:
+            raise ConfigError(f"ivf-pq: m={self.spec.m} sub-quantisers must divide the dimension {dim}")
         try:
             self._index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as e:
-            raise ConfigError(f"invalid FAISS factory string {factory!r}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"invalid FAISS index {factory!r}: {str(e).strip().splitlines()[-1]}") from None
+        if self.spec.type == "hnsw":
+            faiss.downcast_index(self._index).hnsw.efConstruction = self.spec.ef_construction
+        self._set_search_params()
         self.doc_ids: list[str] = []
+
+    def _set_search_params(self) -> None:
+        faiss = _faiss()
+        params = faiss.ParameterSpace()
+        if self.spec.type == "hnsw":
+            params.set_index_parameter(self._index, "efSearch", self.spec.ef_search)
+        elif self.spec.type.startswith("ivf"):
+            params.set_index_parameter(self._index, "nprobe", self.spec.nprobe)
+
+    @property
+    def factory(self) -> str:
+        return self.spec.factory_string()
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    def train(self, vectors: np.ndarray, seed: int = 0) -> None:
+        """Train the quantiser on (a seeded sample of at most ``train_sample`` of) ``vectors``."""
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(x) > self.spec.train_sample:
+            pick = np.random.default_rng(seed).choice(len(x), self.spec.train_sample, replace=False)
+            x = x[np.sort(pick)]
+        if self.spec.type.startswith("ivf") and len(x) < self.spec.nlist:
+            raise ConfigError(
+                f"{self.spec.type} with nlist={self.spec.nlist} needs at least {self.spec.nlist} training vectors "
+                f"(FAISS advises 39 per cluster); got {len(x)}: lower nlist in the index spec"
+            )
+        self._index.train(x)
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -66,7 +105,7 @@ class FaissIndex:
     def add(self, doc_ids: Sequence[str], embeddings: np.ndarray) -> None:
         x = self._check(embeddings, len(doc_ids), "document")
         if not self._index.is_trained:
-            self._index.train(x)
+            self.train(x)
         self._index.add(x)
         self.doc_ids.extend(doc_ids)
 
@@ -110,6 +149,7 @@ class FaissIndex:
             path / MANIFEST_FILE,
             {
                 "kind": self.kind,
+                "spec": self.spec.model_dump(),
                 "factory": self.factory,
                 "dim": self.dim,
                 "n_docs": len(self),
@@ -128,8 +168,9 @@ class FaissIndex:
             raise DataError(manifest_path, "missing: not an index folder, or an unfinished build") from None
         except json.JSONDecodeError as e:
             raise DataError(manifest_path, f"malformed JSON: {e.msg}", line=e.lineno) from None
-        index = cls(int(manifest["dim"]), manifest["factory"])
+        index = cls(int(manifest["dim"]), FaissSpec.model_validate(manifest["spec"]))
         index._index = faiss.read_index(str(path / INDEX_FILE))
+        index._set_search_params()
         index.doc_ids = (path / IDS_FILE).read_text(encoding="utf-8").splitlines()
         if len(index.doc_ids) != index._index.ntotal or len(index.doc_ids) != manifest["n_docs"]:
             raise DataError(path, f"{IDS_FILE}, {INDEX_FILE} and {MANIFEST_FILE} disagree on the number of documents")
