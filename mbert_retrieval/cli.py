@@ -122,12 +122,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_ls(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list the shipped suites and their datasets")
+    p = sub.add_parser("ls", help="list the shipped suites (with their datasets) and index specs")
     p.set_defaults(func=_cmd_ls)
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from .catalog import list_suites, load_suite
+    from .catalog import list_index_specs, list_suites, load_index_spec, load_suite
 
     for name, path in list_suites().items():
         suite = load_suite(path)
@@ -140,6 +140,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             if d.ignore_identical_ids:
                 flags.append("ignore_identical_ids")
             print(f"    {d.name:<20} {' '.join(flags)}")
+    print()
+    for name, path in list_index_specs().items():
+        spec = load_index_spec(path)
+        print(f"index {name:<16} kind={spec.index.kind:<13} {spec.description}")
     return 0
 
 
