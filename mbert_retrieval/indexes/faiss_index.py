@@ -53,6 +53,15 @@ def gpu_count() -> int:
         return 0
 
 
+def min_train_vectors(spec: FaissSpec) -> int:
+    """The fewest training vectors a spec's index can be trained on (0: it needs no training)."""
+    if spec.type == "ivf-flat":
+        return spec.nlist
+    if spec.type == "ivf-pq":
+        return max(spec.nlist, 2**spec.nbits)
+    return 1 if spec.type == "sq" else 0
+
+
 class FaissIndex:
     """A FAISS index with string document ids, searched by inner product.
 
@@ -136,14 +145,6 @@ class FaissIndex:
 
     def __len__(self) -> int:
         return len(self.doc_ids)
-
-    def min_train_vectors(self) -> int:
-        """The fewest training vectors this spec can be trained on (0: no training needed)."""
-        if self.spec.type == "ivf-flat":
-            return self.spec.nlist
-        if self.spec.type == "ivf-pq":
-            return max(self.spec.nlist, 2**self.spec.nbits)
-        return 1 if self.spec.type == "sq" else 0
 
     # -- building ---------------------------------------------------------------------------
     def train(self, vectors: np.ndarray, seed: int = 0) -> None:

@@ -1,0 +1,331 @@
+"""``mbert-retrieval index build|add|info`` and ``mbert-retrieval search``: argparse and thin handlers.
+
+``add_parsers(sub)`` registers the commands on the main parser's subparsers. Each handler takes
+the parsed ``argparse.Namespace`` (usable as a plain function) and raises ``MbertRetrievalError``
+subclasses for user errors. Until the main CLI registers them, ``python -m mbert_retrieval.cli_index``
+runs the same commands on its own (also under ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from .errors import ConfigError, MbertRetrievalError
+
+log = logging.getLogger(__name__)
+
+BUILD_EXAMPLES = """\
+examples:
+  # an HNSW index over a BEIR corpus with all-MiniLM-L6-v2 (spec: a shipped name or a YAML path)
+  mbert-retrieval index build --model sentence-transformers/all-MiniLM-L6-v2 \\
+      --corpus data/scifact --spec faiss-hnsw --out indexes/scifact-hnsw
+
+  # a TSV corpus (id<TAB>text, header optional), ModernBERT with prompts, exact search
+  mbert-retrieval index build --model PATH --corpus collection.tsv --spec indices/faiss-flat.yaml \\
+      --query-prompt "search_query: " --document-prompt "search_document: " --out indexes/msmarco
+
+  # encode on 4 GPUs (or 2 CPU processes with gloo); rank 0 writes the index
+  torchrun --nproc_per_node 4 -m mbert_retrieval index build --model PATH --corpus corpus.jsonl \\
+      --spec faiss-ivf-flat --out indexes/big
+
+A killed build resumes: run the same command again (finished shards in OUT.partial/ are reused).
+An existing --out is replaced only with --overwrite, and only once the new index is complete.
+"""
+
+ADD_EXAMPLES = """\
+examples:
+  mbert-retrieval index add indexes/scifact-hnsw --corpus new-docs.jsonl
+  mbert-retrieval index add indexes/docs-flat --corpus updated.tsv --replace   # same ids: replaced
+
+Documents are encoded with the encoder recorded in the index's manifest.json. --replace needs an
+index kind that can remove vectors (flat, IVF, SQ; not HNSW).
+"""
+
+SEARCH_EXAMPLES = """\
+examples:
+  mbert-retrieval search --index indexes/scifact-hnsw "statins reduce cardiovascular risk" -k 5
+  mbert-retrieval search --index indexes/scifact-hnsw "statins" --json
+
+  # batch: BEIR-style queries.jsonl (or id<TAB>text) in, a 6-column TREC run out (top 1000)
+  mbert-retrieval search --index indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec
+
+The query encoder is the one recorded in the index's manifest.json; --model gives another copy of
+it (refused if its dimension or fingerprint differs).
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``index`` (``build``, ``add``, ``info``) and ``search`` on the subparsers ``sub``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p_index = sub.add_parser(
+        "index",
+        help="build, extend and inspect FAISS indices over a corpus",
+        description="Build a FAISS index (spec: indices/faiss-*.yaml) over a corpus with a single-vector model, "
+        "add documents to it, or show what an index holds.",
+        formatter_class=fmt,
+    )
+    p_index.set_defaults(func=lambda args: _print_help(p_index))
+    actions = p_index.add_subparsers(dest="index_command", metavar="ACTION")
+
+    b = actions.add_parser(
+        "build",
+        help="encode a corpus and save a FAISS index",
+        description="Encode a corpus (BEIR folder, .jsonl or .tsv) in resumable shards and save a FAISS index "
+        "with its manifest, document ids and text snippets.",
+        epilog=BUILD_EXAMPLES,
+        formatter_class=fmt,
+    )
+    b.add_argument("--model", required=True, help="hub id or local path of a sentence-transformers / HF model")
+    b.add_argument("--corpus", required=True, help="a BEIR folder, a .jsonl (_id, title, text) or a .tsv (id, text)")
+    b.add_argument("--spec", required=True, help="a shipped index spec (faiss-flat, faiss-hnsw, ...; see `ls`) or YAML")
+    b.add_argument("--out", required=True, help="the index folder to write")
+    b.add_argument("--batch-size", type=_positive, default=32, help="texts per forward pass (default 32)")
+    b.add_argument("--max-seq-length", type=_positive, help="tokens per text (default: the model's own)")
+    b.add_argument("--query-prompt", help="text prepended to queries at search time (default: the model's own)")
+    b.add_argument("--document-prompt", help="text prepended to every document (default: the model's own)")
+    b.add_argument("--no-normalize", action="store_true", help="keep raw vectors (dot product instead of cosine)")
+    b.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    b.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
+    _add_build_options(b)
+    b.add_argument("--seed", type=int, default=0, help="seed of the training sample of IVF/PQ/SQ (default 0)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index at --out once done")
+    b.set_defaults(func=cmd_index_build)
+
+    a = actions.add_parser(
+        "add",
+        help="append documents to an index, with the encoder that built it",
+        description="Encode new documents with the index's recorded encoder and append them (atomically).",
+        epilog=ADD_EXAMPLES,
+        formatter_class=fmt,
+    )
+    a.add_argument("index", metavar="DIR", help="the index folder")
+    a.add_argument("--corpus", required=True, help="new documents: a BEIR folder, .jsonl or .tsv")
+    a.add_argument("--replace", action="store_true", help="replace documents whose ids are already in the index")
+    a.add_argument("--batch-size", type=_positive, help="texts per forward pass (default: the build's)")
+    a.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    _add_build_options(a)
+    a.set_defaults(func=cmd_index_add)
+
+    i = actions.add_parser("info", help="show an index's manifest summary", description="What an index holds.")
+    i.add_argument("index", metavar="DIR", help="the index folder")
+    i.add_argument("--json", action="store_true", help="print the whole manifest.json")
+    i.set_defaults(func=cmd_index_info)
+
+    s = sub.add_parser(
+        "search",
+        help="search an index with a query, or a file of queries into a TREC run",
+        description="Encode queries with the index's encoder and print the top hits (id, score, snippet), "
+        "or write a 6-column TREC run for a queries file.",
+        epilog=SEARCH_EXAMPLES,
+        formatter_class=fmt,
+    )
+    s.add_argument("query", nargs="?", help="the query text (or use --queries)")
+    s.add_argument("--index", required=True, help="the index folder")
+    s.add_argument("-k", "--top-k", dest="k", type=_positive, help="hits per query (default 10; 1000 with --queries)")
+    s.add_argument("--json", action="store_true", help="JSON output (with --queries and no --out: JSON lines)")
+    s.add_argument("--queries", help="a queries file: BEIR-style .jsonl (_id, text) or .tsv (id, text)")
+    s.add_argument("--out", help="with --queries: the TREC run file to write")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out run file")
+    s.add_argument("--model", help="another copy of the index's model (checked against the manifest)")
+    s.add_argument("--batch-size", type=_positive, help="queries per forward pass")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_search)
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-blank", action="store_true", help="leave out blank documents (counted) instead of failing")
+    p.add_argument("--shard-size", type=_positive, help="documents per embedding shard (default 50000)")
+    p.add_argument(
+        "--work-dir", help="where embedding shards are kept until the index is written (default OUT.partial)"
+    )
+    p.add_argument("--keep-work-dir", action="store_true", help="keep the embedding shards after success")
+    p.add_argument("--cpu-index", action="store_true", help="keep the FAISS index on the CPU even with a GPU")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _print_help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    """``index build``: encode ``args.corpus`` with ``args.model`` into a ``args.spec`` index at ``args.out``."""
+    from .indexing import build_index
+
+    result = build_index(
+        args.model,
+        args.corpus,
+        args.spec,
+        args.out,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        query_prompt=args.query_prompt,
+        document_prompt=args.document_prompt,
+        normalize=False if args.no_normalize else None,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        shard_size=args.shard_size,
+        work_dir=args.work_dir,
+        keep_work_dir=args.keep_work_dir,
+        skip_blank=args.skip_blank,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        use_gpu=not args.cpu_index,
+        progress=not args.no_progress,
+    )
+    if result is None:  # a torchrun rank other than 0: its shards are encoded, rank 0 writes
+        return 0
+    reused = f", {result.reused_shards} reused from an interrupted run" if result.reused_shards else ""
+    print(
+        f"built {result.factory} index of {result.n_docs:,} documents ({result.dim}-dim) in {result.path} "
+        f"in {_seconds(result.seconds['total'])} ({result.encoded_shards} shards encoded{reused})"
+    )
+    return 0
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    """``index add``: append ``args.corpus`` to the index in ``args.index``."""
+    from .indexing import add_documents
+
+    result = add_documents(
+        args.index,
+        args.corpus,
+        replace=args.replace,
+        batch_size=args.batch_size,
+        device=args.device,
+        shard_size=args.shard_size,
+        work_dir=args.work_dir,
+        keep_work_dir=args.keep_work_dir,
+        skip_blank=args.skip_blank,
+        use_gpu=not args.cpu_index,
+        progress=not args.no_progress,
+    )
+    if result is None:
+        return 0
+    replaced = f", replaced {result.replaced:,}" if result.replaced else ""
+    print(f"added {result.added:,} documents{replaced} to {result.path}: {result.n_docs:,} documents now")
+    return 0
+
+
+def cmd_index_info(args: argparse.Namespace) -> int:
+    """``index info``: the manifest of ``args.index``, summarised (or whole with ``--json``)."""
+    from .indexes.manifest import read_manifest
+
+    m = read_manifest(args.index)
+    if args.json:
+        print(json.dumps(m, indent=2, ensure_ascii=False))
+        return 0
+    enc = m.get("encoder") or {}
+    build = m.get("build") or {}
+    print(f"{args.index}: {m['kind']} {m.get('factory', '')} ({m.get('spec_name', '?')}), {m['n_docs']:,} documents")
+    print(f"  encoder   {enc.get('name')} dim {m['dim']}, max_seq_length {enc.get('max_seq_length')}")
+    print(f"            fingerprint {enc.get('fingerprint')}")
+    print(f"  built     {m.get('created')} from {build.get('corpus')} in {build.get('seconds', {}).get('total')} s")
+    for entry in m.get("history") or []:
+        print(
+            f"  {entry['op']:<9} {entry['at']}: +{entry['added']} (replaced {entry['replaced']}) from {entry['corpus']}"
+        )
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``search``: one query printed, or ``--queries`` into a TREC run (``--out``) or JSON lines."""
+    import time
+    from pathlib import Path
+
+    from .data.corpus import load_queries_input
+    from .errors import OutputExistsError
+    from .search import SearchIndex
+
+    if (args.query is None) == (args.queries is None):
+        raise ConfigError("give either a query text or --queries FILE")
+    if args.out and not args.queries:
+        raise ConfigError("--out writes a TREC run for --queries; a single query prints its hits")
+    if args.queries and not args.out and not args.json:
+        raise ConfigError("--queries needs --out RUN.trec (or --json for JSON lines on stdout)")
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    queries = load_queries_input(args.queries) if args.queries else None
+    k = args.k or (1000 if queries is not None else 10)
+    progress = queries is not None and not args.no_progress
+    with SearchIndex.load(
+        args.index, model=args.model, device=args.device, batch_size=args.batch_size, progress=progress
+    ) as index:
+        if queries is None:
+            (hits,) = index.search([args.query], k=k)
+            if args.json:
+                print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+            else:
+                width = max((len(h.id) for h in hits), default=2)
+                for h in hits:
+                    text = (h.snippet or "")[:120]
+                    print(f"{h.rank:>3}  {h.score:8.4f}  {h.id:<{width}}  {text}")
+            return 0
+        index.encoder  # noqa: B018 - load it before the clock starts
+        t = time.perf_counter()
+        if args.out:
+            from .runs import write_run
+
+            run = index.run(queries, k=k)
+            seconds = time.perf_counter() - t
+            write_run(args.out, run, tag=f"mbert-retrieval_{Path(args.index).name}")
+            print(
+                f"searched {len(queries):,} queries (top {k}) in {_seconds(seconds)}: {args.out}",
+                file=sys.stderr,
+            )
+        else:
+            qids = list(queries)
+            for qid, hits in zip(qids, index.search([queries[q] for q in qids], k=k), strict=True):
+                print(json.dumps({"query": qid, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser with just these commands (until the main CLI registers them)."""
+    parser = argparse.ArgumentParser(prog="mbert-retrieval", description="FAISS indices: build, add, search.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import _setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except MbertRetrievalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished embedding shards are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

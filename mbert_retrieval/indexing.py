@@ -1,0 +1,740 @@
+"""Model + corpus -> a saved FAISS index: streaming, resumable, optionally sharded across processes.
+
+``build_index`` (``mbert-retrieval index build``):
+
+1. the corpus is read and checked (``data.corpus``), the spec resolved (``catalog``), the output
+   checked: an existing index is replaced only with ``overwrite``, and only once the new one is
+   complete;
+2. documents are encoded in shards of ``shard_size`` rows into a work folder (default
+   ``OUT.partial/``), each shard an atomic ``.npy`` file through ``cache.iter_document_embeddings``;
+   a killed build leaves complete shards only, and the next run encodes just the missing ones.
+   Under ``torchrun`` every rank encodes the shards ``s`` with ``s % world_size == rank``;
+3. rank 0 trains the quantiser (IVF, PQ, SQ) on a seeded sample drawn across all shards, adds the
+   shards one by one (memory-mapped) and writes the index, ``doc_ids.txt``, text snippets and
+   ``manifest.json`` into a temporary sibling folder, which is then renamed onto ``OUT``.
+
+``add_documents`` (``index add``) appends documents with the encoder the manifest records, the
+same way (shards, temporary copy, rename). See ``docs/indexing.md`` for the on-disk format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
+from .config import EncoderConfig, FaissSpec, format_validation_error
+from .data.corpus import Corpus, load_corpus_input, snippet
+from .errors import ConfigError, DataError, OutputExistsError
+from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
+from .io import atomic_path, write_json
+from .versions import versions
+
+log = logging.getLogger(__name__)
+
+SNIPPETS_FILE = "snippets.jsonl"
+SNIPPET_OFFSETS_FILE = "snippets.offsets.npy"
+BUILD_FILE = "build.json"
+SHARD_SIZE = DEFAULT_SHARD_SIZE["dense"]
+DIST_TIMEOUT = timedelta(hours=24)  # ranks wait at the barrier while the slowest one encodes
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# torch.distributed (torchrun): which slice of the shards this process encodes
+
+
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def distributed_context() -> Distributed:
+    """Join the process group when ``torchrun`` set ``WORLD_SIZE`` > 1: gloo on CPU, nccl on CUDA."""
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}") from None
+    if world_size <= 1:
+        return Distributed()
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    cuda = torch.cuda.is_available()
+    owns = False
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=DIST_TIMEOUT)
+        owns = True
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), owns)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders: built from options, or from what a manifest recorded
+
+
+def load_dense_encoder(cfg: EncoderConfig, *, progress: bool = True) -> Any:
+    from .encoders import load_encoder
+
+    return load_encoder(
+        cfg.model,
+        cfg.kind,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        query_prompt=cfg.query_prompt,
+        document_prompt=cfg.document_prompt,
+        normalize=cfg.normalize,
+        device=cfg.device,
+        trust_remote_code=cfg.trust_remote_code,
+        show_progress=progress,
+    )
+
+
+def encoder_record(encoder: Any, cfg: EncoderConfig) -> dict[str, Any]:
+    """The settings that rebuild ``encoder`` (the effective ones, and the model as an absolute path)."""
+    described = encoder.describe()
+    model = cfg.model
+    local = Path(model).expanduser()
+    if local.exists():
+        model = str(local.resolve())
+    return {
+        "kind": described.get("kind", cfg.kind),
+        "model": model,
+        "max_seq_length": described.get("max_seq_length", cfg.max_seq_length),
+        "query_prompt": described.get("query_prompt", cfg.query_prompt),
+        "document_prompt": described.get("document_prompt", cfg.document_prompt),
+        "normalize": described.get("normalize", cfg.normalize),
+        "trust_remote_code": cfg.trust_remote_code,
+        "batch_size": cfg.batch_size,
+    }
+
+
+def encoder_from_manifest(
+    manifest: dict[str, Any],
+    where: str | Path,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Any:
+    """The encoder that built an index (or ``model`` with the recorded settings), checked against it.
+
+    Refused (``ConfigError``) when its dimension or fingerprint differs from the manifest's.
+    """
+    record = dict(manifest.get("encoder_load") or {})
+    built = manifest.get("encoder") or {}
+    if not record and not model:
+        raise ConfigError(f"{where}: the manifest records no encoder settings; pass --model")
+    record.setdefault("model", built.get("name"))
+    for key in ("max_seq_length", "query_prompt", "document_prompt", "normalize"):
+        record.setdefault(key, built.get(key))
+    cfg = EncoderConfig(
+        model=model or record["model"],
+        batch_size=batch_size or record.get("batch_size") or 32,
+        max_seq_length=record.get("max_seq_length"),
+        query_prompt=record.get("query_prompt"),
+        document_prompt=record.get("document_prompt"),
+        normalize=record.get("normalize"),
+        device=device,
+        trust_remote_code=bool(record.get("trust_remote_code", False)),
+    )
+    encoder = load_dense_encoder(cfg, progress=progress)
+    check_encoder(manifest, encoder.describe(), where)
+    return encoder
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding shards in a work folder
+
+
+@dataclass
+class Shards:
+    """The corpus cut into shards of ``shard_size`` rows; shard ``s`` is cached under ``work/shards/s``."""
+
+    ids: Sequence[str]
+    texts: Sequence[str]
+    work_dir: Path
+    shard_size: int
+    fingerprint: str
+    dim: int
+    encoded: list[int] = field(default_factory=list)  # shards this process encoded (not read back)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_shards(self) -> int:
+        return max(1, -(-self.n // self.shard_size))
+
+    def rows(self, s: int) -> slice:
+        return slice(s * self.shard_size, min(self.n, (s + 1) * self.shard_size))
+
+    def get(self, s: int, encode: Any = None) -> np.ndarray:
+        """Shard ``s``'s embeddings: read from its file (memory-mapped), or encoded with ``encode``."""
+        rows = self.rows(s)
+
+        def encode_shard(texts: Sequence[str], desc: str) -> np.ndarray:
+            if encode is None:
+                raise RuntimeError(f"shard {s} is missing from {self.work_dir}")  # pragma: no cover
+            self.encoded.append(s)
+            return encode(texts, desc)
+
+        ((_, emb),) = iter_document_embeddings(
+            self.ids[rows],
+            self.texts[rows],
+            encode_shard,
+            encoder_fingerprint=self.fingerprint,
+            dim=self.dim,
+            cache_dir=self.work_dir / "shards" / f"{s:05d}",
+            shard_size=rows.stop - rows.start,
+            label=f"documents [shard {s + 1}/{self.n_shards}]",
+        )
+        return emb
+
+    def iter(self, encode: Any = None) -> Iterator[tuple[slice, np.ndarray]]:
+        for s in range(self.n_shards):
+            yield self.rows(s), self.get(s, encode)
+
+    def sample(self, size: int, seed: int) -> np.ndarray:
+        """A seeded sample of ``size`` rows drawn across all shards (in corpus order)."""
+        size = min(size, self.n)
+        pick = np.sort(np.random.default_rng(seed).choice(self.n, size, replace=False))
+        parts = []
+        for s in range(self.n_shards):
+            rows = self.rows(s)
+            lo, hi = np.searchsorted(pick, [rows.start, rows.stop])
+            if hi > lo:
+                parts.append(np.asarray(self.get(s)[pick[lo:hi] - rows.start], dtype=np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+
+def prepare_work_dir(work_dir: Path, state: dict[str, Any], shard_size: int | None) -> int:
+    """Create or reuse the work folder; returns the shard size (an unfinished build's, when resuming)."""
+    build_file = work_dir / BUILD_FILE
+    previous: dict[str, Any] | None = None
+    if build_file.is_file():
+        try:
+            previous = json.loads(build_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            previous = None
+    same = previous is not None and all(previous.get(k) == v for k, v in state.items())
+    if previous is not None and not same and (work_dir / "shards").is_dir():
+        log.warning("%s holds an unfinished build of another corpus or model: discarded", work_dir)
+        shutil.rmtree(work_dir / "shards")
+    if same and previous is not None:
+        done = sum(1 for _ in (work_dir / "shards").glob("*/*/shard-*.npy")) if (work_dir / "shards").is_dir() else 0
+        if shard_size is None or shard_size == previous.get("shard_size"):
+            shard_size = int(previous["shard_size"])
+            log.info("resuming the unfinished work in %s: %d shards already encoded", work_dir, done)
+    shard_size = shard_size or SHARD_SIZE
+    write_json(build_file, {**state, "shard_size": shard_size, "started": (previous or {}).get("started", _now())})
+    return shard_size
+
+
+def remove_work_dir(work_dir: Path) -> None:
+    """Remove what a build put in ``work_dir`` (and the folder itself when that leaves it empty)."""
+    shutil.rmtree(work_dir / "shards", ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        (work_dir / BUILD_FILE).unlink()
+    with contextlib.suppress(OSError):
+        work_dir.rmdir()
+
+
+def _read_shard_size(work_dir: Path, state: dict[str, Any], shard_size: int | None) -> int:
+    """What rank 0's ``prepare_work_dir`` decided (read by the other ranks after the barrier)."""
+    try:
+        recorded = json.loads((work_dir / BUILD_FILE).read_text(encoding="utf-8"))
+        if all(recorded.get(k) == v for k, v in state.items()):
+            return int(recorded["shard_size"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return shard_size or SHARD_SIZE  # pragma: no cover - rank 0 always writes it first
+
+
+def encode_in_shards(
+    corpus: Corpus,
+    encoder: Any,
+    work_dir: Path,
+    *,
+    shard_size: int | None,
+    dist: Distributed,
+) -> Shards:
+    """Encode this rank's shards of ``corpus`` into ``work_dir`` (finished shards are kept, not redone)."""
+    fingerprint = encoder.fingerprint()
+    state = {"encoder": fingerprint, "n_docs": len(corpus)}
+    if dist.is_main:
+        shard_size = prepare_work_dir(work_dir, state, shard_size)
+    dist.barrier()
+    if not dist.is_main:
+        shard_size = _read_shard_size(work_dir, state, shard_size)
+    assert shard_size is not None
+    shards = Shards(corpus.ids, corpus.texts, work_dir, shard_size, fingerprint, encoder.dim)
+    mine = [s for s in range(shards.n_shards) if s % dist.world_size == dist.rank]
+    for s in mine:
+        shards.get(s, encoder.encode_documents)
+    if dist.world_size > 1:
+        log.info("rank %d/%d: shards %s (%d encoded now)", dist.rank, dist.world_size, mine, len(shards.encoded))
+    reused = len(mine) - len(shards.encoded)
+    if reused:
+        log.info("%d of %d shards reused from an earlier, interrupted run", reused, len(mine))
+    dist.barrier()
+    return shards
+
+
+# --------------------------------------------------------------------------------------------
+# Filling the index
+
+
+def fill_index(index: Any, shards: Shards, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Train ``index`` (if it needs it) on a seeded sample across all shards, then add every shard.
+
+    Returns the seconds spent training and adding. Shards are read from disk (memory-mapped), so
+    call this after ``encode_in_shards``. Also usable for an index built for an eval run.
+    """
+    from tqdm.auto import tqdm
+
+    seconds = {"train": 0.0, "add": 0.0}
+    if not index.is_trained:
+        t = time.perf_counter()
+        sample = shards.sample(index.spec.train_sample, seed)
+        log.info("training %s on %d vectors sampled across %d shards", index.factory, len(sample), shards.n_shards)
+        index.train(sample, seed=seed)
+        seconds["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with tqdm(total=shards.n, desc=f"add to {index.factory}", unit="doc", disable=not progress, leave=False) as bar:
+        for rows, emb in shards.iter():
+            index.add(list(shards.ids[rows]), emb)
+            bar.update(rows.stop - rows.start)
+    seconds["add"] = time.perf_counter() - t
+    return seconds
+
+
+# --------------------------------------------------------------------------------------------
+# Snippets: the first characters of each document, one JSON string per line, with byte offsets
+
+
+def write_snippets(folder: Path, lines: Iterable[bytes]) -> None:
+    """Write ``snippets.jsonl`` (one encoded line per document) and its ``int64`` offsets, atomically."""
+    offsets = [0]
+    with atomic_path(folder / SNIPPETS_FILE) as tmp, open(tmp, "wb") as f:
+        for line in lines:
+            f.write(line)
+            offsets.append(offsets[-1] + len(line))
+    with atomic_path(folder / SNIPPET_OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(offsets, dtype=np.int64))
+
+
+def snippet_lines(texts: Iterable[str]) -> Iterator[bytes]:
+    for text in texts:
+        yield (json.dumps(snippet(text), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class Snippets:
+    """Random access to ``snippets.jsonl`` through its offsets (nothing is loaded up front)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / SNIPPETS_FILE
+        self.offsets = np.load(Path(folder) / SNIPPET_OFFSETS_FILE, mmap_mode="r")
+        self._file = open(self.path, "rb")  # noqa: SIM115 - kept open for random reads; closed by close()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def raw(self, i: int) -> bytes:
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        self._file.seek(start)
+        return self._file.read(stop - start)
+
+    def __getitem__(self, i: int) -> str:
+        return json.loads(self.raw(i))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Output folders: checks, temporary siblings, the final rename
+
+
+def _backup_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.previous"
+
+
+def recover_interrupted_swap(out: Path) -> None:
+    """Put back an index moved aside by a swap that was killed between its two renames."""
+    backup = _backup_dir(out)
+    if not out.exists() and (backup / MANIFEST_FILE).is_file():
+        log.warning("%s: restoring the index from %s (an update was interrupted)", out, backup)
+        os.rename(backup, out)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing ``out`` unless ``overwrite`` (and never replace a folder that is not an index)."""
+    recover_interrupted_swap(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(
+            f"{out} already exists; pass --overwrite to replace it (the old index stays until the new one is complete)"
+        )
+    if not (out / MANIFEST_FILE).is_file():
+        raise OutputExistsError(f"{out} is not an index folder (no {MANIFEST_FILE}); refusing to replace it")
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh temporary sibling of ``out``; renamed onto ``out`` on success, removed on failure."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the complete folder ``tmp`` onto ``out``; the old ``out`` is removed only afterwards."""
+    backup = _backup_dir(out)
+    if backup.exists():
+        shutil.rmtree(backup)
+    if out.exists():
+        os.rename(out, backup)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if backup.exists() and not out.exists():
+            os.rename(backup, out)
+        raise
+    with contextlib.suppress(OSError):  # make the renames durable
+        fd = os.open(out.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# index build
+
+
+@dataclass
+class BuildResult:
+    """What a build or add did (``None`` is returned instead on ranks other than 0)."""
+
+    path: Path
+    n_docs: int
+    dim: int
+    factory: str
+    seconds: dict[str, float]
+    encoded_shards: int
+    reused_shards: int
+    added: int = 0
+    replaced: int = 0
+
+
+def resolve_spec(spec: Any) -> tuple[str, FaissSpec]:
+    """A shipped spec name, a spec file path, an ``IndexSpecFile`` or a ``FaissSpec`` -> (name, spec)."""
+    if isinstance(spec, FaissSpec):
+        return spec.type, spec
+    if isinstance(spec, str | Path):
+        from .catalog import load_index_spec
+
+        spec = load_index_spec(spec)
+    index = spec.index
+    if index.kind != "faiss":
+        raise ConfigError(
+            f"index spec {spec.name!r} is a {index.kind!r} index over token vectors: multi-vector indices are "
+            "built through the ColBERT path, not `index build` (which takes a kind: faiss spec)"
+        )
+    return spec.name, index
+
+
+def default_work_dir(out: Path) -> Path:
+    return out.parent / f"{out.name}.partial"
+
+
+def build_index(
+    model: str | None,
+    corpus: str | Path | Corpus,
+    spec: Any,
+    out: str | Path,
+    *,
+    encoder: Any = None,
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+    normalize: bool | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    shard_size: int | None = None,
+    work_dir: str | Path | None = None,
+    keep_work_dir: bool = False,
+    skip_blank: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    use_gpu: bool = True,
+    progress: bool = True,
+) -> BuildResult | None:
+    """Encode ``corpus`` with ``model`` and save a FAISS index of kind ``spec`` to ``out``.
+
+    Resumable (finished embedding shards in ``work_dir``, default ``OUT.partial``, are reused) and
+    atomic (``out`` is replaced only by a complete index). Under ``torchrun`` every rank encodes
+    its slice of the shards and rank 0 writes the index; the other ranks return ``None``.
+    ``encoder`` may be given instead of loading ``model`` (its settings are then its own).
+    """
+    from .indexes.faiss_index import FaissIndex, min_train_vectors
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    spec_name, faiss_spec = resolve_spec(spec)
+    check_output(out, overwrite)
+    docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
+    need = min_train_vectors(faiss_spec)
+    if need > min(len(docs), faiss_spec.train_sample):
+        raise ConfigError(
+            f"{faiss_spec.type} ({faiss_spec.factory_string()}) needs at least {need} training vectors; the corpus has "
+            f"{len(docs)} documents (train_sample {faiss_spec.train_sample}): lower nlist/nbits in the spec, "
+            "or use faiss-flat / faiss-hnsw for a corpus this small"
+        )
+    dist = distributed_context()
+    try:
+        try:
+            cfg = EncoderConfig(
+                model=model or getattr(encoder, "name", "?"),
+                batch_size=batch_size,
+                max_seq_length=max_seq_length,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+                normalize=normalize,
+                device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
+                trust_remote_code=trust_remote_code,
+            )
+        except ValueError as e:  # pydantic's ValidationError
+            raise ConfigError(f"invalid encoder option: {format_validation_error(e)}") from None  # type: ignore[arg-type]
+        if encoder is None:
+            if model is None:
+                raise ConfigError("a model (--model) is needed to build an index")
+            encoder = load_dense_encoder(cfg, progress=progress and dist.is_main)
+        if getattr(encoder, "kind", "dense") != "dense":
+            raise ConfigError(
+                f"{cfg.model} is a {encoder.kind} encoder: multi-vector indices are built through the ColBERT path"
+            )
+        FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
+        work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+        t = time.perf_counter()
+        shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
+        seconds = {"encode": time.perf_counter() - t}
+        if not dist.is_main:
+            return None
+
+        index = FaissIndex(encoder.dim, faiss_spec, use_gpu=use_gpu)
+        seconds.update(fill_index(index, shards, seed=seed, progress=progress))
+        t = time.perf_counter()
+        record = encoder_record(encoder, cfg)
+        meta = {
+            "spec_name": spec_name,
+            "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
+            "encoder": encoder.describe(),
+            "encoder_load": record,
+            "versions": versions(),
+            "build": {
+                "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
+                "corpus_format": docs.format,
+                "corpus_warnings": docs.warnings,
+                "shard_size": shards.shard_size,
+                "n_shards": shards.n_shards,
+                "world_size": dist.world_size,
+                "seed": seed,
+                "train_vectors": min(len(docs), faiss_spec.train_sample) if need else 0,
+                "device": index.device,
+            },
+            "created": _now(),
+        }
+        with staging_dir(out) as tmp:
+            write_snippets(tmp, snippet_lines(docs.texts))
+            seconds["write"] = time.perf_counter() - t
+            seconds["total"] = time.perf_counter() - t_start
+            meta["build"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+            index.save(tmp, meta)
+        if not keep_work_dir:
+            remove_work_dir(work)
+        encoded = len(shards.encoded)
+        return BuildResult(out, len(index), index.dim, index.factory, seconds, encoded, shards.n_shards - encoded)
+    finally:
+        dist.close()
+
+
+# --------------------------------------------------------------------------------------------
+# index add
+
+
+def add_documents(
+    index_dir: str | Path,
+    corpus: str | Path | Corpus,
+    *,
+    replace: bool = False,
+    encoder: Any = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    shard_size: int | None = None,
+    work_dir: str | Path | None = None,
+    keep_work_dir: bool = False,
+    skip_blank: bool = False,
+    use_gpu: bool = True,
+    progress: bool = True,
+) -> BuildResult | None:
+    """Append the documents of ``corpus`` to the index in ``index_dir``, encoded with its encoder.
+
+    Ids already in the index are refused unless ``replace`` (then the old vectors are removed and the
+    new ones appended; HNSW cannot remove and refuses). The updated index is written to a temporary
+    copy and renamed into place.
+    """
+    from .indexes.faiss_index import IDS_FILE, FaissIndex
+
+    t_start = time.perf_counter()
+    index_dir = Path(index_dir)
+    recover_interrupted_swap(index_dir)
+    manifest = read_manifest(index_dir)
+    if manifest["kind"] != "faiss":
+        raise ConfigError(f"{index_dir} is a {manifest['kind']!r} index; `index add` handles FAISS indices")
+    spec = FaissSpec.model_validate(manifest["spec"])
+    docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
+    try:
+        existing = (index_dir / IDS_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(index_dir / IDS_FILE, "missing: the index folder is incomplete") from None
+    known = set(existing)
+    dupes = [d for d in docs.ids if d in known]
+    if dupes and not replace:
+        shown = ", ".join(map(repr, dupes[:3])) + (", ..." if len(dupes) > 3 else "")
+        raise DataError(
+            docs.source,
+            f"{len(dupes)} document ids are already in the index ({shown}); pass --replace to replace them",
+        )
+    if dupes and spec.type == "hnsw":
+        raise ConfigError(
+            f"{index_dir}: cannot replace documents in an HNSW index (FAISS cannot remove vectors from it); "
+            "rebuild it with `index build --overwrite`, or leave those ids out"
+        )
+    dist = distributed_context()
+    try:
+        if encoder is None:
+            encoder = encoder_from_manifest(
+                manifest,
+                index_dir,
+                device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
+                batch_size=batch_size,
+                progress=progress and dist.is_main,
+            )
+        else:
+            check_encoder(manifest, encoder.describe(), index_dir)
+        work = Path(work_dir) if work_dir is not None else default_work_dir(index_dir)
+        t = time.perf_counter()
+        shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
+        seconds = {"encode": time.perf_counter() - t}
+        if not dist.is_main:
+            return None
+
+        index = FaissIndex.load(index_dir, use_gpu=use_gpu, manifest=manifest)
+        removed_positions = {index.position(d) for d in dupes}
+        removed = index.remove(dupes) if dupes else 0
+        seconds.update(fill_index(index, shards, progress=progress))
+        files = manifest.get("files") or {}
+        meta = {k: v for k, v in manifest.items() if k not in index.manifest_fields() and k != "format"}
+        history = list(meta.get("history") or [])
+        history.append(
+            {
+                "op": "add",
+                "corpus": docs.source,
+                "added": len(docs) - removed,
+                "replaced": removed,
+                "n_docs": len(index),
+                "at": _now(),
+            }
+        )
+        meta.update({"files": {k: v for k, v in files.items() if k not in ("index", "doc_ids")}, "history": history})
+        meta["updated"] = history[-1]["at"]
+        t = time.perf_counter()
+        with staging_dir(index_dir) as tmp:
+            if files.get("snippets") and (index_dir / SNIPPETS_FILE).is_file():
+                old = Snippets(index_dir)
+                try:
+                    kept = (old.raw(i) for i in range(len(old)) if i not in removed_positions)
+                    write_snippets(tmp, _chain(kept, snippet_lines(docs.texts)))
+                finally:
+                    old.close()
+            index.save(tmp, meta)
+            seconds["write"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t_start
+        if not keep_work_dir:
+            remove_work_dir(work)
+        encoded = len(shards.encoded)
+        return BuildResult(
+            index_dir,
+            len(index),
+            index.dim,
+            index.factory,
+            seconds,
+            encoded,
+            shards.n_shards - encoded,
+            added=len(docs) - removed,
+            replaced=removed,
+        )
+    finally:
+        dist.close()
+
+
+def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
+    for part in parts:
+        yield from part
