@@ -15,7 +15,8 @@ OWNERS = {
     "faiss": {"indexes/faiss_index.py"},
     "transformers": {"encoders/backend.py", "encoders/modernbert.py"},
     "tokenizers": {"encoders/modernbert.py"},
-    "pylate": set(),
+    "pylate.models": {"encoders/colbert.py"},
+    "pylate.indexes": {"indexes/plaid.py", "indexes/voyager.py"},
     "fast_plaid": set(),
     "flash_attn": set(),
     "pydantic": {"config.py", "cli.py"},
@@ -39,6 +40,8 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = "." * node.level + (node.module or "")
             found.add(base)
+            if not node.level:  # `from pylate import models` imports pylate.models
+                found |= {f"{base}.{a.name}" for a in node.names}
             if node.level and not node.module:
                 found |= {"." * node.level + a.name for a in node.names}
     return found

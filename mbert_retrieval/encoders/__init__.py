@@ -5,20 +5,50 @@ Heavy libraries load only when an encoder is built, so ``import mbert_retrieval`
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .base import Encoder
 
+KINDS = ("dense", "colbert")
 
-def load_encoder(model: str, kind: str = "dense", **kwargs: Any) -> Encoder:
-    """Build the encoder of ``kind`` for a hub id or local path."""
+
+def detect_kind(model: str) -> str | None:
+    """``"colbert"`` for a saved PyLate checkpoint, ``"dense"`` for a sentence-transformers one,
+    ``None`` when the folder cannot tell (a plain transformers encoder, or a hub id)."""
+    folder = Path(model).expanduser()
+    st_config = folder / "config_sentence_transformers.json"
+    modules = folder / "modules.json"
+    try:
+        if st_config.is_file():
+            cfg = json.loads(st_config.read_text(encoding="utf-8"))
+            if cfg.get("model_type") == "ColBERT" or str(cfg.get("similarity_fn_name", "")).lower() == "maxsim":
+                return "colbert"
+        if modules.is_file():
+            types = [m.get("type", "") for m in json.loads(modules.read_text(encoding="utf-8"))]
+            return "colbert" if any(t.startswith("pylate.") for t in types) else "dense"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return None
+
+
+def load_encoder(model: str, kind: str | None = None, **kwargs: Any) -> Encoder:
+    """Build the encoder of ``kind`` (default: told from the checkpoint, else dense)."""
+    kind = kind or detect_kind(model) or "dense"
     if kind == "dense":
+        for key in ("query_length", "document_length", "query_expansion", "embedding_size"):
+            if kwargs.pop(key, None) is not None:
+                raise ConfigError(f"{key} applies to ColBERT models only (--kind colbert)")
         from .dense import DenseEncoder
 
         return DenseEncoder(model, **kwargs)
-    from ..errors import ConfigError
+    if kind == "colbert":
+        from .colbert import ColBERTEncoder
 
-    raise ConfigError(f"unknown encoder kind {kind!r}; available: dense")
+        return ColBERTEncoder(model, **kwargs)
+    raise ConfigError(f"unknown encoder kind {kind!r}; available: {', '.join(KINDS)}")
 
 
-__all__ = ["Encoder", "load_encoder"]
+__all__ = ["KINDS", "Encoder", "detect_kind", "load_encoder"]

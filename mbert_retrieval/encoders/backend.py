@@ -7,11 +7,13 @@ present, else ``sdpa`` in fp32; other architectures keep transformers' own defau
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +104,18 @@ def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def fingerprint_module(module: Any, settings: dict[str, Any]) -> str:
+    """blake2b over ``settings`` (JSON) and every tensor of ``module.state_dict()``: it changes
+    whenever an embedding could change."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(str(t.dtype).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -5,8 +5,6 @@ The one module that imports sentence-transformers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -17,7 +15,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import MODERNBERT_MAX_LENGTH, Backend, apply_verbosity, choose_backend, model_type, torch_dtype
+from .backend import (
+    MODERNBERT_MAX_LENGTH,
+    Backend,
+    apply_verbosity,
+    choose_backend,
+    fingerprint_module,
+    model_type,
+    torch_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +155,6 @@ class DenseEncoder:
     def fingerprint(self) -> str:
         """A content hash of the weights and every setting that changes an embedding."""
         if self._fingerprint is None:
-            import torch
-
-            h = hashlib.blake2b(digest_size=16)
             settings = {
                 "max_seq_length": self.max_seq_length,
                 "query_prompt": self.query_prompt,
@@ -160,13 +163,7 @@ class DenseEncoder:
                 "modules": [type(m).__name__ for m in self.model],
                 "dtype": self.backend.dtype,
             }
-            h.update(json.dumps(settings, sort_keys=True).encode())
-            for name, tensor in self.model.state_dict().items():
-                h.update(name.encode())
-                t = tensor.detach().to("cpu").contiguous()
-                h.update(str(t.dtype).encode())
-                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = fingerprint_module(self.model, settings)
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ Pure numpy: no model, no third-party index.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import numpy as np
 
 from ..config import ExactMaxSimSpec
 from ..errors import DataError
-from ..io import atomic_path, write_json, write_lines
+from ..io import atomic_path, write_lines
 from ..types import Run
+from .manifest import read_manifest, write_manifest
 
 TOKENS_FILE = "tokens.npy"
 OFFSETS_FILE = "offsets.npy"
 IDS_FILE = "doc_ids.txt"
-MANIFEST_FILE = "manifest.json"
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -150,7 +149,8 @@ class ExactMaxSimIndex:
                 run[qid] = hits
         return run
 
-    def save(self, path: str | Path) -> None:
+    def save_arrays(self, path: str | Path) -> None:
+        """Write the token vectors, offsets and ids (no manifest: for indices that embed this one)."""
         tokens, offsets = self._packed()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -158,23 +158,27 @@ class ExactMaxSimIndex:
             with atomic_path(path / name) as tmp, open(tmp, "wb") as f:
                 np.save(f, arr)
         write_lines(path / IDS_FILE, self.doc_ids)
-        write_json(
-            path / MANIFEST_FILE,
-            {"kind": self.kind, "spec": self.spec.model_dump(), "dim": self.dim, "n_docs": len(self)},
-        )
+
+    def load_arrays(self, path: str | Path, mmap: bool = True) -> None:
+        path = Path(path)
+        self._tokens = np.load(path / TOKENS_FILE, mmap_mode="r" if mmap else None)
+        self._pending = []
+        self._offsets = np.load(path / OFFSETS_FILE)
+        self._lengths = np.diff(self._offsets).tolist()
+        self.doc_ids = (path / IDS_FILE).read_text(encoding="utf-8").splitlines()
+        if len(self._offsets) != len(self.doc_ids) + 1 or self._tokens.shape[1:] != (self.dim,):
+            raise DataError(path, f"{IDS_FILE}, {OFFSETS_FILE} and {TOKENS_FILE} disagree")
+
+    def save(self, path: str | Path, meta: dict | None = None) -> None:
+        self.save_arrays(path)
+        fields = {"kind": self.kind, "spec": self.spec.model_dump(), "dim": self.dim, "n_docs": len(self)}
+        write_manifest(path, fields, meta)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> ExactMaxSimIndex:
-        path = Path(path)
-        try:
-            manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(path / MANIFEST_FILE, "missing: not an index folder, or an unfinished build") from None
+        manifest = read_manifest(path, kind=cls.kind)
         index = cls(int(manifest["dim"]), ExactMaxSimSpec.model_validate(manifest["spec"]))
-        index._tokens = np.load(path / TOKENS_FILE, mmap_mode="r" if mmap else None)
-        index._offsets = np.load(path / OFFSETS_FILE)
-        index._lengths = np.diff(index._offsets).tolist()
-        index.doc_ids = (path / IDS_FILE).read_text(encoding="utf-8").splitlines()
-        if len(index.doc_ids) != manifest["n_docs"] or len(index._offsets) != len(index.doc_ids) + 1:
-            raise DataError(path, f"{IDS_FILE}, {OFFSETS_FILE} and {MANIFEST_FILE} disagree on the number of documents")
+        index.load_arrays(path, mmap)
+        if len(index.doc_ids) != manifest["n_docs"]:
+            raise DataError(path, f"{IDS_FILE} and the manifest disagree on the number of documents")
         return index

@@ -1,0 +1,113 @@
+"""PLAID (fast-plaid via PyLate) and Voyager on seeded random token vectors, against exact MaxSim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mbert_retrieval.config import PlaidSpec, VoyagerSpec
+from mbert_retrieval.errors import ConfigError, DataError
+from mbert_retrieval.indexes import check_compatible, make_index
+from mbert_retrieval.indexes.manifest import check_encoder, read_manifest
+from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex
+from mbert_retrieval.indexes.plaid import PlaidIndex
+from mbert_retrieval.indexes.voyager import VoyagerIndex
+
+DIM = 32
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """300 documents of 8-40 tokens; 20 queries that are noisy samples of documents 0..19's tokens."""
+    rng = np.random.default_rng(0)
+    docs = [_unit(rng.standard_normal((int(rng.integers(8, 40)), DIM))) for _ in range(300)]
+    queries = []
+    for i in range(20):
+        picks = docs[i][rng.integers(0, len(docs[i]), 16)]
+        queries.append(_unit(picks + 0.1 * rng.standard_normal(picks.shape)))
+    return [f"d{i}" for i in range(300)], docs, queries
+
+
+def _overlap(a: dict, b: dict, k: int) -> float:
+    return len(set(list(a)[:k]) & set(list(b)[:k])) / k
+
+
+def test_plaid_agrees_with_exact_and_reopens(tmp_path: Path, corpus) -> None:
+    ids, docs, queries = corpus
+    qids = [f"q{i}" for i in range(len(queries))]
+    exact = ExactMaxSimIndex(DIM)
+    exact.add(ids, docs)
+    truth = exact.search(qids, queries, 10)
+
+    plaid = make_index(PlaidSpec(nbits=4, n_full_scores=512), DIM, folder=tmp_path / "plaid")
+    assert isinstance(plaid, PlaidIndex)
+    plaid.add(ids[:150], docs[:150])  # chunked, as the pipeline streams shards
+    plaid.add(ids[150:], docs[150:])
+    got = plaid.search(qids, queries, 10)
+    for i, q in enumerate(qids):
+        assert next(iter(got[q])) == f"d{i}"  # the source document comes first, as in exact search
+    assert np.mean([_overlap(truth[q], got[q], 10) for q in qids]) >= 0.8
+    plaid.save(meta={"encoder": {"name": "random", "fingerprint": "abc", "dim": DIM}})
+    reopened = PlaidIndex.load(tmp_path / "plaid")
+    assert reopened.search(qids, queries, 10) == got
+    manifest = read_manifest(tmp_path / "plaid", kind="plaid")
+    assert (manifest["n_docs"], manifest["dim"], manifest["backend"]) == (300, DIM, "fast-plaid")
+    check_encoder(manifest, {"name": "random", "fingerprint": "abc", "dim": DIM}, tmp_path)
+    with pytest.raises(ConfigError, match="index was built with encoder random"):
+        check_encoder(manifest, {"name": "other", "fingerprint": "xyz", "dim": DIM}, tmp_path)
+    with pytest.raises(ConfigError, match="index holds 32-dim vectors"):
+        check_encoder(manifest, {"name": "other", "fingerprint": "abc", "dim": 64}, tmp_path)
+
+
+def test_plaid_too_few_token_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    tiny = [_unit(rng.standard_normal((3, DIM))) for _ in range(3)]  # 9 token vectors
+    plaid = PlaidIndex(DIM, PlaidSpec(), tmp_path / "p")
+    plaid.add(["a", "b", "c"], tiny)
+    with pytest.raises(ConfigError, match=r"PLAID needs at least 10 token vectors .* the corpus has 9"):
+        plaid.search(["q"], [tiny[0]], 2)
+    fallback = PlaidIndex(DIM, PlaidSpec(fallback="exact"), tmp_path / "f")
+    fallback.add(["a", "b", "c"], tiny)
+    assert next(iter(fallback.search(["q"], [tiny[1]], 2)["q"])) == "b"
+    fallback.save()
+    assert next(iter(PlaidIndex.load(tmp_path / "f").search(["q"], [tiny[2]], 2)["q"])) == "c"
+
+
+def test_voyager_reranks_exactly(tmp_path: Path, corpus) -> None:
+    ids, docs, queries = corpus
+    qids = [f"q{i}" for i in range(len(queries))]
+    exact = ExactMaxSimIndex(DIM)
+    exact.add(ids, docs)
+    voyager = make_index(
+        VoyagerSpec(M=16, ef_construction=100, ef_search=100, candidates=50), DIM, folder=tmp_path / "v"
+    )
+    assert isinstance(voyager, VoyagerIndex)
+    voyager.add(ids, docs)
+    got = voyager.search(qids, queries, 10)
+    all_scores = exact.score_all(queries)
+    for i, q in enumerate(qids):
+        assert next(iter(got[q])) == f"d{i}"
+        for doc, score in got[q].items():  # scores are exact MaxSim (fp16 storage)
+            assert score == pytest.approx(float(all_scores[i, ids.index(doc)]), abs=1e-4)
+    voyager.save()
+    assert VoyagerIndex.load(tmp_path / "v").search(qids[:3], queries[:3], 5) == voyager.search(
+        qids[:3], queries[:3], 5
+    )
+
+
+def test_kind_compatibility_and_missing_manifest(tmp_path: Path) -> None:
+    check_compatible(PlaidSpec(), "colbert")
+    with pytest.raises(ConfigError, match="a ColBERT encoder needs one of"):
+        from mbert_retrieval.config import FaissSpec
+
+        check_compatible(FaissSpec(), "colbert")
+    with pytest.raises(ConfigError, match="a single-vector encoder needs a faiss index"):
+        check_compatible(PlaidSpec(), "dense")
+    with pytest.raises(DataError, match=r"manifest\.json: missing: not an index folder"):
+        PlaidIndex.load(tmp_path)
