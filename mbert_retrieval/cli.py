@@ -28,6 +28,10 @@ examples:
       --query-prompt "search_query: " --document-prompt "search_document: " --max-seq-length 8192 \\
       --model answerdotai/ModernBERT-base --out out/mbert
 
+  # a ColBERT model (PyLate checkpoint, or a plain encoder given a projection) with PLAID, or exact MaxSim
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \
+      --kind colbert --index plaid --document-length 300 --out out/colbert
+
   # offline, nothing to download: code search over this Python's standard library
   mbert-retrieval eval --suite stdlib --model PATH --out out/stdlib
 
@@ -39,8 +43,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a model on a suite of retrieval datasets",
-        description="Encode each dataset's corpus and queries, search exactly (FAISS flat, inner product), "
-        "and report nDCG@10 and the suite's other metrics with trec_eval semantics.",
+        description="Encode each dataset's corpus and queries, search them (exact FAISS for single-vector models, "
+        "PLAID for ColBERT, or any index spec), and report nDCG@10 and the suite's other metrics with "
+        "trec_eval semantics.",
         epilog=EVAL_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,7 +53,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", help="comma-separated dataset names of the suite (default: all of them)")
     p.add_argument("--data-dir", help="folder holding one BEIR folder per dataset, DIR/<name> (default: OUT/data)")
     p.add_argument("--download", action="store_true", help="download BEIR datasets missing from --data-dir")
-    p.add_argument("--model", required=True, help="hub id or local path of a sentence-transformers / HF model")
+    p.add_argument("--model", required=True, help="hub id or local path: sentence-transformers, PyLate or plain HF")
+    p.add_argument(
+        "--kind",
+        choices=["dense", "colbert"],
+        help="single-vector or multi-vector model (default: told from the checkpoint; a PyLate one is colbert)",
+    )
+    p.add_argument(
+        "--index",
+        help="index spec name (see `ls`: faiss-flat, faiss-hnsw, plaid, voyager, exact-maxsim...) or YAML path "
+        "(default: faiss-flat for dense, plaid for colbert)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", help="qrels split to evaluate (default: each dataset's split in the suite)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
@@ -56,6 +71,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query-prompt", help="text prepended to every query (default: the model's 'query' prompt)")
     p.add_argument("--document-prompt", help="text prepended to every document (default: the model's own)")
     p.add_argument("--no-normalize", action="store_true", help="keep raw vectors (dot product instead of cosine)")
+    p.add_argument("--query-length", type=int, help="colbert: query tokens (default 32, padded with [MASK])")
+    p.add_argument("--document-length", type=int, help="colbert: document tokens (default: the checkpoint's, 180)")
+    p.add_argument("--no-query-expansion", action="store_true", help="colbert: do not pad queries with [MASK]")
+    p.add_argument("--embedding-size", type=int, help="colbert: projection size for a plain encoder (default 128)")
     p.add_argument("--top-k", type=int, help="documents retrieved per query (default: the suite's, 1000)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
     p.add_argument("--cache-dir", help="where document embeddings are cached in shards (default: OUT/cache)")
@@ -69,7 +88,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .catalog import load_suite
+    from .catalog import load_index_spec, load_suite
     from .config import EncoderConfig, EvalConfig
     from .errors import ConfigError
     from .pipeline import run_eval
@@ -103,7 +122,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 normalize=False if args.no_normalize else None,
                 device=args.device,
                 trust_remote_code=args.trust_remote_code,
+                kind=args.kind,
+                query_length=args.query_length,
+                document_length=args.document_length,
+                query_expansion=False if args.no_query_expansion else None,
+                embedding_size=args.embedding_size,
             ),
+            index=load_index_spec(args.index) if args.index else None,
             top_k=top_k,
             out=args.out,
             cache_dir=cache_dir,

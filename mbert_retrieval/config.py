@@ -37,6 +37,9 @@ class DatasetSpec(Strict):
         False, description="drop a hit whose document id equals the query id (BEIR/MTEB do for ArguAna, Quora)"
     )
     max_docs: int | None = Field(None, ge=1, description="stdlib source only: keep this many examples")
+    document_length: int | None = Field(
+        None, ge=1, description="ColBERT document tokens for this dataset (long documents: up to 8192)"
+    )
     paper_name: str | None = Field(None, description="the name used in the paper's tables")
 
     @model_validator(mode="after")
@@ -182,7 +185,7 @@ def load_index_spec_file(path: str | Path) -> IndexSpecFile:
 class EncoderConfig(Strict):
     """How the model is loaded and run."""
 
-    kind: Literal["dense"] = "dense"
+    kind: Literal["dense", "colbert"] | None = Field(None, description="default: told from the checkpoint, else dense")
     model: str
     batch_size: int = Field(32, ge=1)
     max_seq_length: int | None = Field(None, ge=1)
@@ -191,6 +194,23 @@ class EncoderConfig(Strict):
     normalize: bool | None = None
     device: str | None = None
     trust_remote_code: bool = False
+    # ColBERT only
+    query_length: int | None = Field(None, ge=1)
+    document_length: int | None = Field(None, ge=1)
+    query_expansion: bool | None = None
+    embedding_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _colbert_only(self) -> EncoderConfig:
+        if self.kind == "dense":
+            given = [
+                k
+                for k in ("query_length", "document_length", "query_expansion", "embedding_size")
+                if getattr(self, k) is not None
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to ColBERT models only (kind colbert)")
+        return self
 
 
 class EvalConfig(Strict):
@@ -202,6 +222,7 @@ class EvalConfig(Strict):
     data_dir: str | None = None
     download: bool = False
     encoder: EncoderConfig
+    index: IndexSpecFile | None = Field(None, description="default: faiss-flat (dense) or plaid (colbert)")
     top_k: int = Field(1000, ge=1)
     out: str
     cache_dir: str | None = None

@@ -1,8 +1,9 @@
 """The eval flow: suite datasets -> encoder -> index -> run -> metrics -> results files.
 
 The one module that joins encoders, indexes, datasets and metrics. Per dataset: encode the corpus
-(through the shard cache, so a killed run resumes), add it to an exact FAISS index, encode the
-queries, search the top ``k``, score, and write ``runs/<dataset>.trec`` and ``results.json``
+(through the shard cache, so a killed run resumes), add it to the index of the spec (exact FAISS for
+dense models and PLAID for ColBERT by default), encode the queries, search the top ``k``, score,
+and write ``runs/<dataset>.trec`` and ``results.json``
 (atomically, after each dataset: a run stopped half-way keeps what it finished).
 """
 
@@ -18,11 +19,12 @@ from typing import Any
 import yaml
 
 from .cache import iter_document_embeddings
-from .config import DatasetSpec, EvalConfig
+from .catalog import load_index_spec
+from .config import DatasetSpec, EvalConfig, IndexSpec, IndexSpecFile
 from .data import iter_datasets
 from .encoders import Encoder, load_encoder
 from .errors import DataError, OutputExistsError
-from .indexes.faiss_index import FaissIndex
+from .indexes import check_compatible, make_index
 from .io import write_json, write_text
 from .metrics import evaluate
 from .report import markdown_table
@@ -43,6 +45,12 @@ def result_key(spec: DatasetSpec, split: str) -> str:
 
 def build_encoder(cfg: EvalConfig, progress: bool = True) -> Encoder:
     enc = cfg.encoder
+    colbert_options = {
+        "query_length": enc.query_length,
+        "document_length": enc.document_length,
+        "query_expansion": enc.query_expansion,
+        "embedding_size": enc.embedding_size,
+    }
     return load_encoder(
         enc.model,
         enc.kind,
@@ -54,7 +62,13 @@ def build_encoder(cfg: EvalConfig, progress: bool = True) -> Encoder:
         device=enc.device,
         trust_remote_code=enc.trust_remote_code,
         show_progress=progress,
+        **{k: v for k, v in colbert_options.items() if v is not None},
     )
+
+
+def default_index(encoder_kind: str) -> IndexSpecFile:
+    """faiss-flat (exact) for single-vector encoders, PLAID for ColBERT."""
+    return load_index_spec("plaid" if encoder_kind == "colbert" else "faiss-flat")
 
 
 def _read_results(path: Path) -> dict[str, Any] | None:
@@ -75,16 +89,18 @@ def evaluate_dataset(
     ds: RetrievalDataset,
     encoder: Encoder,
     *,
+    index_spec: IndexSpec,
     metrics: list[str],
     top_k: int,
     ignore_identical_ids: bool,
     run_path: Path,
     cache_dir: Path | None,
+    index_dir: Path,
 ) -> dict[str, Any]:
     """Encode, index, search and score one loaded dataset; write its TREC run. Returns its record."""
     log.info("%s", ds.summary())
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
+    multi = encoder.kind == "colbert"
+    seconds: dict[str, float] = {"encode_documents": 0.0, "index": 0.0}
     truncated = None
     count_truncated = getattr(encoder, "count_truncated", None)
     if count_truncated is not None:
@@ -94,7 +110,8 @@ def evaluate_dataset(
             log.warning(
                 "%s: %d of %d documents exceed %s tokens and are truncated", ds.name, truncated, ds.n_docs, limit
             )
-    index = FaissIndex(encoder.dim)
+    index = make_index(index_spec, encoder.dim, folder=index_dir)
+    t = time.perf_counter()
     for rows, emb in iter_document_embeddings(
         ds.corpus_ids,
         ds.corpus_texts,
@@ -102,10 +119,13 @@ def evaluate_dataset(
         encoder_fingerprint=encoder.fingerprint(),
         dim=encoder.dim,
         cache_dir=cache_dir,
+        multi=multi,
         label=f"{ds.name} documents",
     ):
+        t_add = time.perf_counter()
         index.add(ds.corpus_ids[rows], emb)
-    seconds["encode_documents"] = time.perf_counter() - t
+        seconds["index"] += time.perf_counter() - t_add
+    seconds["encode_documents"] = time.perf_counter() - t - seconds["index"]
 
     t = time.perf_counter()
     query_ids = list(ds.queries)
@@ -115,6 +135,8 @@ def evaluate_dataset(
     t = time.perf_counter()
     run = index.search(query_ids, query_emb, top_k, ignore_identical_ids=ignore_identical_ids)
     seconds["search"] = time.perf_counter() - t
+    if index_spec.kind in ("plaid", "voyager"):  # on-disk indices: finish them with their manifest
+        index.save(meta={"encoder": encoder.describe(), "versions": versions()})
 
     ev = evaluate(ds.qrels, run, metrics)
     write_run(run_path, run, tag=f"mbert-retrieval_{encoder.name.rstrip('/').split('/')[-1]}")
@@ -128,6 +150,8 @@ def evaluate_dataset(
         "max_seq_length": getattr(encoder, "max_seq_length", None),
         "ignore_identical_ids": ignore_identical_ids,
         "top_k": top_k,
+        "index": index_spec.kind,
+        "ms_per_query": round(1000 * seconds["search"] / max(1, len(query_ids)), 3),
         "warnings": ds.warnings,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "metrics": ev.means,
@@ -151,6 +175,8 @@ def run_eval(
     existing = None if overwrite else _read_results(results_path)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]  # unknown names fail before any work
     encoder = encoder or build_encoder(cfg, progress)
+    index_file = cfg.index or default_index(encoder.kind)
+    check_compatible(index_file.index, encoder.kind)
     described = encoder.describe()
     if existing is not None and existing["encoder"].get("fingerprint") != described["fingerprint"]:
         raise OutputExistsError(
@@ -172,6 +198,7 @@ def run_eval(
             "suite": cfg.suite.name,
             "model": cfg.encoder.model,
             "encoder": described,
+            "index": {"name": index_file.name, **index_file.index.model_dump()},
             "main_metric": cfg.suite.main_metric,
             "metric_names": list(cfg.suite.metrics),
             "versions": versions(),
@@ -181,25 +208,38 @@ def run_eval(
     results.setdefault("metrics", {})
     results.setdefault("datasets", {})
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    resolved = cfg.model_copy(update={"index": index_file})
+    write_text(out / CONFIG_FILE, yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
     data_dir = Path(cfg.data_dir) if cfg.data_dir else out / "data"
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
 
     for spec in specs:
         split = cfg.split or spec.split
         key = result_key(spec, split)
-        settings = {"top_k": cfg.top_k, "metrics": list(cfg.suite.metrics), "split": split}
+        settings = {
+            "top_k": cfg.top_k,
+            "metrics": list(cfg.suite.metrics),
+            "split": split,
+            "index": index_file.index.model_dump(),
+            "document_length": spec.document_length,
+        }
         done = results["datasets"].get(key)
         if done is not None and done.get("settings") == settings and key in results["metrics"]:
             log.info("%s: already in %s, skipped (pass --overwrite to recompute)", key, results_path)
             continue
         records: dict[str, dict[str, Any]] = {}
+        if spec.document_length is not None and cfg.encoder.document_length is None:
+            set_length = getattr(encoder, "set_document_length", None)
+            if set_length is not None:
+                set_length(spec.document_length)
         for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=cfg.download):
             sub = ds.name.split("/", 1)[1] if "/" in ds.name else None
             run_name = f"{key}/{sub}" if sub else key
             records[sub or key] = evaluate_dataset(
                 ds,
                 encoder,
+                index_spec=index_file.index,
+                index_dir=out / "indices" / run_name,
                 metrics=list(cfg.suite.metrics),
                 top_k=cfg.top_k,
                 ignore_identical_ids=spec.ignore_identical_ids,

@@ -127,6 +127,13 @@ class ColBERTEncoder:
     def document_length(self) -> int:
         return int(self.model.document_length)
 
+    def set_document_length(self, length: int) -> None:
+        """Change the document length (e.g. per dataset: long documents); the fingerprint follows."""
+        if self.max_position_embeddings and length > self.max_position_embeddings:
+            raise ConfigError(f"document_length {length} exceeds the model's {self.max_position_embeddings} positions")
+        self.model.document_length = length
+        self._fingerprint = None
+
     @property
     def max_seq_length(self) -> int:
         """Document tokens (markers included), reported beside results like the dense encoder's."""
