@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_index import add_parsers as add_index_parsers
 from .errors import MbertRetrievalError
 
 log = logging.getLogger("mbert_retrieval")
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_eval(sub)
+    add_index_parsers(sub)
     _add_ls(sub)
     return parser
 
