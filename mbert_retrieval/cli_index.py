@@ -145,6 +145,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keep-work-dir", action="store_true", help="keep the embedding shards after success")
     p.add_argument("--cpu-index", action="store_true", help="keep the FAISS index on the CPU even with a GPU")
+    p.add_argument("--faiss-threads", type=_positive, help="OpenMP threads for FAISS (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -190,6 +191,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
         use_gpu=not args.cpu_index,
+        faiss_threads=args.faiss_threads,
         progress=not args.no_progress,
     )
     if result is None:  # a torchrun rank other than 0: its shards are encoded, rank 0 writes
@@ -217,6 +219,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         keep_work_dir=args.keep_work_dir,
         skip_blank=args.skip_blank,
         use_gpu=not args.cpu_index,
+        faiss_threads=args.faiss_threads,
         progress=not args.no_progress,
     )
     if result is None:

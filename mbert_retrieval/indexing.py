@@ -524,6 +524,7 @@ def build_index(
     overwrite: bool = False,
     seed: int = 0,
     use_gpu: bool = True,
+    faiss_threads: int | None = None,
     progress: bool = True,
 ) -> BuildResult | None:
     """Encode ``corpus`` with ``model`` and save a FAISS index of kind ``spec`` to ``out``.
@@ -533,10 +534,11 @@ def build_index(
     its slice of the shards and rank 0 writes the index; the other ranks return ``None``.
     ``encoder`` may be given instead of loading ``model`` (its settings are then its own).
     """
-    from .indexes.faiss_index import FaissIndex, min_train_vectors
+    from .indexes.faiss_index import FaissIndex, min_train_vectors, set_num_threads
 
     t_start = time.perf_counter()
     out = Path(out)
+    set_num_threads(faiss_threads)
     spec_name, faiss_spec = resolve_spec(spec)
     check_output(out, overwrite)
     docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
@@ -632,6 +634,7 @@ def add_documents(
     keep_work_dir: bool = False,
     skip_blank: bool = False,
     use_gpu: bool = True,
+    faiss_threads: int | None = None,
     progress: bool = True,
 ) -> BuildResult | None:
     """Append the documents of ``corpus`` to the index in ``index_dir``, encoded with its encoder.
@@ -640,9 +643,10 @@ def add_documents(
     new ones appended; HNSW cannot remove and refuses). The updated index is written to a temporary
     copy and renamed into place.
     """
-    from .indexes.faiss_index import IDS_FILE, FaissIndex
+    from .indexes.faiss_index import IDS_FILE, FaissIndex, set_num_threads
 
     t_start = time.perf_counter()
+    set_num_threads(faiss_threads)
     index_dir = Path(index_dir)
     recover_interrupted_swap(index_dir)
     manifest = read_manifest(index_dir)

@@ -53,6 +53,15 @@ def gpu_count() -> int:
         return 0
 
 
+def set_num_threads(n: int | None) -> None:
+    """Threads FAISS (OpenMP) may use; ``None`` keeps its default (every core). One thread can be much
+    faster on a busy machine: OpenMP threads spin at every barrier, and PQ training has thousands."""
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"FAISS threads must be positive, got {n}")
+        _faiss().omp_set_num_threads(n)
+
+
 def min_train_vectors(spec: FaissSpec) -> int:
     """The fewest training vectors a spec's index can be trained on (0: it needs no training)."""
     if spec.type == "ivf-flat":
@@ -103,6 +112,13 @@ class FaissIndex:
             params.set_index_parameter(self._index, "efSearch", self.spec.ef_search)
         elif self.spec.type.startswith("ivf"):
             params.set_index_parameter(self._index, "nprobe", self.spec.nprobe)
+
+    def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Change the search-time knobs (HNSW ``ef_search``, IVF ``nprobe``) without rebuilding."""
+        update = {k: v for k, v in {"ef_search": ef_search, "nprobe": nprobe}.items() if v is not None}
+        if update:
+            self.spec = FaissSpec.model_validate({**self.spec.model_dump(), **update})
+            self._set_search_params()
 
     # -- device ----------------------------------------------------------------------------
     @property
