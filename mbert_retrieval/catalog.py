@@ -1,4 +1,5 @@
-"""The shipped YAML files — suites (``eval/``), index specs (``indices/``) — found by name or path.
+"""The shipped YAML files — suites (``eval/``), index specs (``indices/``), recipes (``recipes/``) —
+found by name or path.
 
 In a source checkout or editable install they are read from the repository's top-level folders;
 a wheel carries copies under ``mbert_retrieval/_resources/``.
@@ -10,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .config import IndexSpecFile, SuiteSpec, load_index_spec_file, load_suite_file
+from .config import IndexSpecFile, SuiteSpec, load_index_spec_file, load_suite_file, load_yaml
 from .errors import ConfigError
+from .recipes import Recipe, load_recipe
 
 _PACKAGE = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -58,3 +60,29 @@ def list_index_specs() -> dict[str, Path]:
 def load_index_spec(name_or_path: str | Path) -> IndexSpecFile:
     """A shipped index spec by name (``plaid``, ``faiss-hnsw``) or any spec file by path."""
     return _load(name_or_path, "indices", "index spec", load_index_spec_file)
+
+
+def list_recipes() -> dict[str, Path]:
+    """Shipped training recipes by name (file stem of ``recipes/*.yaml``)."""
+    return _list("recipes")
+
+
+def load_recipe_by_name(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """A shipped recipe by name (``scifact-dense``) or any recipe file by path, with overrides."""
+    return _load(name_or_path, "recipes", "recipe", lambda p: load_recipe(p, overrides))
+
+
+def validate_file(path: str | Path) -> str:
+    """Validate a suite, index spec or recipe; returns which it is. Told by content: a recipe has
+    ``kind`` and ``loss``, an index spec ``index``, a suite ``datasets``."""
+    data, _ = load_yaml(path)
+    if isinstance(data, dict) and "loss" in data:
+        load_recipe(path)
+        return "recipe"
+    if isinstance(data, dict) and "index" in data:
+        load_index_spec_file(path)
+        return "index spec"
+    if isinstance(data, dict) and "datasets" in data:
+        load_suite_file(path)
+        return "suite"
+    raise ConfigError(f"{path}: neither a recipe (has loss), an index spec (has index) nor a suite (has datasets)")

@@ -1,0 +1,169 @@
+"""Training rows for recipes, as Hugging Face ``datasets.Dataset`` with fixed columns.
+
+- pairs / triples: ``query``, ``positive``, ``negative_1`` ... (in-batch negatives come on top);
+- distillation: ``query``, ``documents`` (list), ``scores`` (list of teacher scores), ``n_ways`` each.
+
+Local sources (tested): a BEIR folder's qrels split turned into (query, positive) pairs; TSV or
+JSONL triples; JSONL distillation rows. Hub sources (the paper's data, need network): the
+sentence-transformers MS MARCO hard-negative triplets, and ``lightonai/ms-marco-en-bge`` whose ids
+are resolved to text on the fly from the Arrow tables (no Python list of 8.8M passages).
+
+The one module that imports ``datasets``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .beir import load_beir_folder
+
+
+def _dataset(columns: dict[str, list[Any]]):
+    from datasets import Dataset
+
+    return Dataset.from_dict(columns)
+
+
+def beir_pairs(folder: str | Path, split: str = "train", max_rows: int | None = None):
+    """(query, positive) for every judgement >= 1 of a BEIR split, in qrels order."""
+    ds = load_beir_folder(folder, split)
+    text = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
+    queries, positives = [], []
+    for qid, judged in ds.qrels.items():
+        for did, rel in judged.items():
+            if rel >= 1 and did in text:
+                queries.append(ds.queries[qid])
+                positives.append(text[did])
+    if not queries:
+        raise DataError(Path(folder) / "qrels" / f"{split}.tsv", "no positive judgements to train on")
+    if max_rows:
+        queries, positives = queries[:max_rows], positives[:max_rows]
+    return _dataset({"query": queries, "positive": positives})
+
+
+def _rows(path: Path):
+    """Yield (line, fields) from TSV (tab-separated columns) or JSONL (objects)."""
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    jsonl = path.suffix in (".jsonl", ".json")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            if jsonl:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(path, f"malformed JSON: {e.msg}", line=lineno) from None
+                if not isinstance(obj, dict):
+                    raise DataError(path, "expected a JSON object", line=lineno)
+                yield lineno, obj
+            else:
+                yield lineno, line.rstrip("\r\n").split("\t")
+
+
+def triples(path: str | Path, max_rows: int | None = None):
+    """``query \\t positive [\\t negative ...]`` TSV, or JSONL ``{"query", "positive", "negatives": [...]}``
+    (``"negative"`` for one). Every row must have the same number of negatives."""
+    path = Path(path)
+    columns: dict[str, list[str]] = {}
+    width = None
+    for lineno, row in _rows(path):
+        if isinstance(row, dict):
+            for key in ("query", "positive"):
+                if not isinstance(row.get(key), str) or not row[key].strip():
+                    raise DataError(path, "missing or empty", line=lineno, field=key)
+            negs = row.get("negatives", [row["negative"]] if "negative" in row else [])
+            if not isinstance(negs, list) or not all(isinstance(n, str) for n in negs):
+                raise DataError(path, "must be a list of strings", line=lineno, field="negatives")
+            fields = [row["query"], row["positive"], *negs]
+        else:
+            fields = row
+            if len(fields) < 2 or any(not f.strip() for f in fields):
+                raise DataError(
+                    path, "expected query, positive[, negatives...] as non-empty tab-separated columns", line=lineno
+                )
+        if width is None:
+            width = len(fields)
+            names = ["query", "positive"] + [f"negative_{i}" for i in range(1, width - 1)]
+            columns = {n: [] for n in names}
+        elif len(fields) != width:
+            raise DataError(path, f"{len(fields) - 2} negatives where the first row has {width - 2}", line=lineno)
+        for name, value in zip(columns, fields, strict=True):
+            columns[name].append(value)
+        if max_rows and len(columns["query"]) >= max_rows:
+            break
+    if not columns:
+        raise DataError(path, "no training rows")
+    return _dataset(columns)
+
+
+def distillation(path: str | Path, n_ways: int = 32, max_rows: int | None = None):
+    """JSONL ``{"query": str, "documents": [str, ...], "scores": [float, ...]}``; the first ``n_ways``
+    documents of each row are kept (rows with fewer are refused)."""
+    path = Path(path)
+    queries, documents, scores = [], [], []
+    for lineno, row in _rows(path):
+        if not isinstance(row, dict):
+            raise DataError(path, "distillation rows are JSONL objects", line=lineno)
+        docs, sc = row.get("documents"), row.get("scores")
+        if not isinstance(row.get("query"), str):
+            raise DataError(path, "missing or not a string", line=lineno, field="query")
+        if not isinstance(docs, list) or not isinstance(sc, list) or len(docs) != len(sc):
+            raise DataError(path, "documents and scores must be lists of equal length", line=lineno, field="scores")
+        if len(docs) < n_ways:
+            raise DataError(path, f"{len(docs)} documents, fewer than n_ways={n_ways}", line=lineno, field="documents")
+        try:
+            values = [float(x) for x in sc[:n_ways]]
+        except (TypeError, ValueError):
+            raise DataError(path, "teacher scores must be numbers", line=lineno, field="scores") from None
+        queries.append(row["query"])
+        documents.append([str(d) for d in docs[:n_ways]])
+        scores.append(values)
+        if max_rows and len(queries) >= max_rows:
+            break
+    if not queries:
+        raise DataError(path, "no training rows")
+    return _dataset({"query": queries, "documents": documents, "scores": scores})
+
+
+def hub_triplets(hub_id: str, subset: str | None = None, max_rows: int | None = None):
+    """A hub dataset of (query, positive, negative...) columns, e.g.
+    ``sentence-transformers/msmarco-co-condenser-margin-mse-sym-mnrl-mean-v1`` subset ``triplet-hard``."""
+    from datasets import load_dataset
+
+    split = f"train[:{max_rows}]" if max_rows else "train"
+    return load_dataset(hub_id, subset, split=split)
+
+
+def hub_distillation(hub_id: str = "lightonai/ms-marco-en-bge", n_ways: int = 32, max_rows: int | None = None):
+    """``lightonai/ms-marco-en-bge``: configs ``train`` (query_id, document_ids, scores), ``queries``
+    (query_id, text), ``documents`` (document_id, text). Ids become texts in a transform, per batch,
+    by row lookups into the Arrow tables: no Python list of all passages is built."""
+    from datasets import load_dataset
+
+    split = f"train[:{max_rows}]" if max_rows else "train"
+    train = load_dataset(hub_id, "train", split=split)
+    queries = load_dataset(hub_id, "queries", split="train")
+    documents = load_dataset(hub_id, "documents", split="train")
+    return resolve_ids(train, queries, documents, n_ways)
+
+
+def resolve_ids(train, queries, documents, n_ways: int):
+    """Attach an on-the-fly transform turning ``query_id`` / ``document_ids`` into texts."""
+    q_row = {qid: i for i, qid in enumerate(queries["query_id"])}  # ~0.8M small ints/strs
+    d_row = {did: i for i, did in enumerate(documents["document_id"])}  # ids only, no texts
+
+    def to_text(batch: dict[str, list]) -> dict[str, list]:
+        q_text = queries.select([q_row[q] for q in batch["query_id"]])["text"]
+        docs, scores = [], []
+        for ids, sc in zip(batch["document_ids"], batch["scores"], strict=True):
+            docs.append(documents.select([d_row[d] for d in ids[:n_ways]])["text"])
+            scores.append([float(x) for x in sc[:n_ways]])
+        return {"query": q_text, "documents": docs, "scores": scores}
+
+    train.set_transform(to_text)
+    return train

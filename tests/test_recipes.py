@@ -1,0 +1,173 @@
+"""Recipes: schema, overrides, validation messages, training data loaders, and short real training runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mbert_retrieval.catalog import list_recipes, load_recipe_by_name, validate_file
+from mbert_retrieval.cli import main
+from mbert_retrieval.data import training
+from mbert_retrieval.errors import ConfigError, DataError
+from mbert_retrieval.recipes import load_recipe
+from mbert_retrieval.train import batch_summary
+
+BASE = """\
+name: t
+kind: dense
+output_dir: out/t
+model: {base: some/model}
+data:
+  train: {source: triples, path: data.tsv}
+loss: {name: mnrl}
+"""
+
+
+def test_every_shipped_recipe_loads() -> None:
+    recipes = list_recipes()
+    assert "scifact-dense" in recipes
+    for name, path in recipes.items():
+        r = load_recipe_by_name(name)
+        assert r.model.base and r.output_dir
+        assert validate_file(path) == "recipe"
+
+
+def test_overrides_are_typed(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE)
+    r = load_recipe(
+        path,
+        [
+            "model.base=/models/x",
+            "output_dir=/tmp/o",
+            "training.learning_rate=1e-4",
+            "training.epochs=3",
+            "training.max_steps=null",
+            "model.max_seq_length=128",
+            "loss.name=cached_mnrl",
+            "loss.mini_batch_size=8",
+        ],
+    )
+    assert (r.model.base, r.output_dir, r.training.learning_rate, r.training.epochs) == ("/models/x", "/tmp/o", 1e-4, 3)
+    assert r.model.max_seq_length == 128 and r.loss.name == "cached_mnrl" and r.training.max_steps is None
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        (BASE + "extra: 1\n", [], "r.yaml:8: extra: unknown key"),
+        (
+            BASE.replace("{name: mnrl}", "{name: mnrl, scale: hot}"),
+            [],
+            "r.yaml:7: loss.scale: Input should be a valid number",
+        ),
+        (BASE.replace("kind: dense", "kind: sparse"), [], "r.yaml:2: kind: Input should be 'dense' or 'colbert'"),
+        (BASE.replace("{name: mnrl}", "{name: margin_mse}"), [], "loss 'margin_mse' needs teacher scores"),
+        (BASE.replace("{name: mnrl}", "{name: contrastive}"), [], "loss 'contrastive' is not for dense models"),
+        (BASE.replace("output_dir: out/t\n", ""), [], "output_dir: Field required"),
+        (BASE, ["training.batch_size=many"], "training.batch_size: Input should be a valid integer"),
+        (BASE, ["nonsense"], "override 'nonsense': expected key.sub=value"),
+        (BASE, ["model.base.x=1"], "override model.base.x: 'base' is not a section"),
+        (
+            BASE,
+            ["training.batch_size=4", "loss.name=cached_mnrl"],
+            "loss.mini_batch_size is larger than training.batch_size",
+        ),
+    ],
+)
+def test_bad_recipes(tmp_path: Path, text: str, overrides: list[str], expected: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path, overrides)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_batch_summary_warns_when_devices_differ(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE)
+    r = load_recipe(
+        path, ["training.batch_size=64", "training.gradient_accumulation_steps=8", "training.num_devices=8"]
+    )
+    s = batch_summary(r, world_size=1)
+    assert (s["global_batch"], s["in_batch_candidates_per_query"]) == (512, 64)
+    assert "written for 8 devices (global batch 4096)" in s["note"]
+
+
+def test_training_data_loaders(tmp_path: Path, data_dir: Path) -> None:
+    pairs = training.beir_pairs(data_dir / "scifact", "train")
+    assert pairs.column_names == ["query", "positive"] and len(pairs) == 919
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("q1\tp1\tn1\nq2\tp2\tn2\n")
+    assert training.triples(tsv).column_names == ["query", "positive", "negative_1"]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text(
+        '{"query": "q", "positive": "p", "negatives": ["a", "b"]}\n'
+        '{"query": "q2", "positive": "p2", "negatives": ["c"]}\n'
+    )
+    with pytest.raises(DataError, match=r"t.jsonl:2: 1 negatives where the first row has 2"):
+        training.triples(jsonl)
+    real = training.triples(data_dir / "msmarco-triples-sample" / "triples.tsv")
+    assert len(real) == 100 and real.column_names == ["query", "positive", "negative_1"]
+    kd = tmp_path / "kd.jsonl"
+    kd.write_text(json.dumps({"query": "q", "documents": ["a", "b", "c"], "scores": [3, 2, 1]}) + "\n")
+    rows = training.distillation(kd, n_ways=2)
+    assert rows[0] == {"query": "q", "documents": ["a", "b"], "scores": [3.0, 2.0]}
+    with pytest.raises(DataError, match="fewer than n_ways=32"):
+        training.distillation(kd)
+
+
+def test_hub_distillation_ids_resolve_to_text() -> None:
+    from datasets import Dataset
+
+    train = Dataset.from_dict(
+        {"query_id": [7, 9], "document_ids": [[3, 1, 2], [2, 3, 1]], "scores": [[0.9, 0.5, 0.1], [1, 2, 3]]}
+    )
+    queries = Dataset.from_dict({"query_id": [9, 7], "text": ["nine", "seven"]})
+    documents = Dataset.from_dict({"document_id": [1, 2, 3], "text": ["one", "two", "three"]})
+    rows = training.resolve_ids(train, queries, documents, n_ways=2)
+    assert rows[0] == {"query": "seven", "documents": ["three", "one"], "scores": [0.9, 0.5]}
+    assert rows[1]["documents"] == ["two", "three"]
+
+
+def _write_triples(path: Path, data_dir: Path) -> Path:
+    lines = (data_dir / "msmarco-triples-sample" / "triples.tsv").read_text(encoding="utf-8").splitlines()[:24]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_train_dense_end_to_end(tmp_path: Path, data_dir: Path, tiny_modernbert: str) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(BASE.replace("data.tsv", str(_write_triples(tmp_path / "tr.tsv", data_dir))))
+    out = tmp_path / "run"
+    argv = ["train", str(recipe), f"model.base={tiny_modernbert}", f"output_dir={out}"]
+    argv += ["training.batch_size=8", "training.max_steps=3", "model.max_seq_length=64", "training.logging_steps=1"]
+    assert main(argv) == 0
+    assert {p.name for p in out.iterdir()} >= {"model", "recipe.resolved.yaml", "train_log.jsonl", "checkpoints"}
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("loss" in row for row in log)
+    from mbert_retrieval.encoders.dense import DenseEncoder
+
+    trained = DenseEncoder(str(out / "model"), show_progress=False)
+    before = DenseEncoder(tiny_modernbert, max_seq_length=64, show_progress=False)
+    assert trained.describe()["max_seq_length"] == 64 and trained.describe()["pooling"] == "mean"
+    assert not np.allclose(trained.encode_queries(["what is x"]), before.encode_queries(["what is x"]), atol=1e-4)
+    assert main(argv) == 1  # the model exists: refused without --overwrite
+
+
+def test_train_colbert_end_to_end(tmp_path: Path, data_dir: Path, tiny_modernbert: str) -> None:
+    recipe = tmp_path / "r.yaml"
+    text = BASE.replace("kind: dense", "kind: colbert").replace("{name: mnrl}", "{name: contrastive}")
+    recipe.write_text(text.replace("data.tsv", str(_write_triples(tmp_path / "tr.tsv", data_dir))))
+    out = tmp_path / "run"
+    argv = ["train", str(recipe), f"model.base={tiny_modernbert}", f"output_dir={out}", "training.batch_size=8"]
+    argv += ["training.max_steps=2", "model.document_length=48", "model.embedding_size=32"]
+    assert main(argv) == 0
+    from mbert_retrieval.encoders import detect_kind, load_encoder
+
+    assert detect_kind(str(out / "model")) == "colbert"
+    enc = load_encoder(str(out / "model"), show_progress=False)
+    assert enc.describe()["dim"] == 32 and enc.describe()["document_length"] == 48
