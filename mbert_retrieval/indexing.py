@@ -216,7 +216,7 @@ class Shards:
 
         def encode_shard(texts: Sequence[str], desc: str) -> np.ndarray:
             if encode is None:
-                raise RuntimeError(f"shard {s} is missing from {self.work_dir}")  # pragma: no cover
+                raise RuntimeError(f"shard {s} is missing from {self.work_dir}")
             self.encoded.append(s)
             return encode(texts, desc)
 
@@ -259,15 +259,17 @@ def prepare_work_dir(work_dir: Path, state: dict[str, Any], shard_size: int | No
         except (json.JSONDecodeError, OSError):
             previous = None
     same = previous is not None and all(previous.get(k) == v for k, v in state.items())
-    if previous is not None and not same and (work_dir / "shards").is_dir():
-        log.warning("%s holds an unfinished build of another corpus or model: discarded", work_dir)
-        shutil.rmtree(work_dir / "shards")
-    if same and previous is not None:
-        done = sum(1 for _ in (work_dir / "shards").glob("*/*/shard-*.npy")) if (work_dir / "shards").is_dir() else 0
-        if shard_size is None or shard_size == previous.get("shard_size"):
-            shard_size = int(previous["shard_size"])
-            log.info("resuming the unfinished work in %s: %d shards already encoded", work_dir, done)
+    if same and shard_size is None:
+        shard_size = int(previous["shard_size"])  # type: ignore[index]
     shard_size = shard_size or SHARD_SIZE
+    if previous is not None and (work_dir / "shards").is_dir():
+        if not same or previous.get("shard_size") != shard_size:
+            what = "another corpus or model" if not same else f"shard size {previous.get('shard_size')}"
+            log.warning("%s holds an unfinished build with %s: discarded", work_dir, what)
+            shutil.rmtree(work_dir / "shards")
+        else:
+            done = sum(1 for _ in (work_dir / "shards").glob("*/*/shard-*.npy"))
+            log.info("resuming the unfinished work in %s: %d shards already encoded", work_dir, done)
     write_json(build_file, {**state, "shard_size": shard_size, "started": (previous or {}).get("started", _now())})
     return shard_size
 

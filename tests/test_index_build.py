@@ -278,3 +278,30 @@ def test_faiss_remove_keeps_ids_and_vectors_aligned(kind: str) -> None:
     hnsw.add(ids[:5], x[:5])
     with pytest.raises(ConfigError, match="cannot remove vectors from an HNSW index"):
         hnsw.remove(["d1"])
+
+
+def test_stale_work_is_discarded_and_an_interrupted_swap_is_undone(
+    tmp_path: Path, encoder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = encoder.encode_documents
+    monkeypatch.setattr(encoder, "encode_documents", Counting(real, fail_after=1))
+    with pytest.raises(KeyboardInterrupt):
+        build_index(
+            None,
+            write_jsonl(tmp_path / "a.jsonl", make_docs(12)),
+            "faiss-flat",
+            tmp_path / "idx",
+            encoder=encoder,
+            shard_size=4,
+        )
+    again = Counting(real)
+    monkeypatch.setattr(encoder, "encode_documents", again)
+    other = write_jsonl(tmp_path / "b.jsonl", make_docs(9))  # another corpus into the same --out
+    build_index(None, other, "faiss-flat", tmp_path / "idx", encoder=encoder, shard_size=4, progress=False)
+    assert again.calls == 3 and "holds an unfinished build with another corpus or model: discarded" in caplog.text
+
+    # a process killed between the two renames of a swap: the old index is put back on next use
+    (tmp_path / "idx").rename(tmp_path / ".idx.previous")
+    with SearchIndex.load(tmp_path / "idx", encoder=encoder) as index:
+        assert len(index) == 9
+    assert not (tmp_path / ".idx.previous").exists()
