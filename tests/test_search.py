@@ -136,3 +136,10 @@ def test_index_add_through_the_cli(built: Path, tmp_path: Path, capsys: pytest.C
         assert len(index) == len(DOCS) + 1
         (hits,) = index.search("Format dates with datetime.strftime.", k=1)
         assert hits[0].id == "py7"
+
+
+@pytest.mark.parametrize("command", [["index", "build"], ["index", "add"], ["search"]])
+def test_help_has_examples(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0 and "examples:\n  mbert-retrieval" in capsys.readouterr().out
