@@ -2,8 +2,8 @@
 
 ``add_parsers(sub)`` registers the commands on the main parser's subparsers. Each handler takes
 the parsed ``argparse.Namespace`` (usable as a plain function) and raises ``MbertRetrievalError``
-subclasses for user errors. Until the main CLI registers them, ``python -m mbert_retrieval.cli_index``
-runs the same commands on its own (also under ``torchrun``).
+subclasses for user errors. ``cli.py`` registers them; ``python -m mbert_retrieval.cli_index`` also
+runs them on its own (also under ``torchrun``).
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser with just these commands (until the main CLI registers them)."""
+    """A stand-alone parser with just these commands."""
     parser = argparse.ArgumentParser(prog="mbert-retrieval", description="FAISS indices: build, add, search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
