@@ -108,17 +108,16 @@ def iter_document_embeddings(
                 shard_size = int(json.loads(meta_path.read_text())["shard_size"])
             except (ValueError, KeyError, json.JSONDecodeError):
                 log.warning("%s is unreadable; re-encoding into a fresh cache entry", meta_path)
-        write_json(
-            meta_path,
-            {
-                "encoder": encoder_fingerprint,
-                "n_docs": n,
-                "dim": dim,
-                "multi_vector": multi,
-                "shard_size": shard_size,
-                "label": label,
-            },
-        )
+        meta = {
+            "encoder": encoder_fingerprint,
+            "n_docs": n,
+            "dim": dim,
+            "multi_vector": multi,
+            "shard_size": shard_size,
+            "label": label,
+        }
+        if not meta_path.is_file() or json.loads(meta_path.read_text() or "{}") != meta:
+            write_json(meta_path, meta)
     n_shards = max(1, -(-n // shard_size))
     suffix = ".npz" if multi else ".npy"
     for s in range(n_shards):
