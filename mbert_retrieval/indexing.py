@@ -163,9 +163,26 @@ def encoder_from_manifest(
     """
     record = dict(manifest.get("encoder_load") or {})
     built = manifest.get("encoder") or {}
-    if not record and not model:
+    if not record and not model and not built.get("name"):
         raise ConfigError(f"{where}: the manifest records no encoder settings; pass --model")
     record.setdefault("model", built.get("name"))
+    if built.get("kind") == "colbert":  # a multi-vector index (PLAID, Voyager) built by `eval`
+        from .encoders import load_encoder
+
+        colbert = load_encoder(
+            model or record["model"],
+            "colbert",
+            batch_size=batch_size or 32,
+            query_length=built.get("query_length"),
+            document_length=built.get("document_length"),
+            query_expansion=built.get("query_expansion"),
+            query_prompt=built.get("query_prompt"),
+            document_prompt=built.get("document_prompt"),
+            device=device,
+            show_progress=progress,
+        )
+        check_encoder(manifest, colbert.describe(), where)
+        return colbert
     for key in ("max_seq_length", "query_prompt", "document_prompt", "normalize"):
         record.setdefault(key, built.get(key))
     cfg = EncoderConfig(

@@ -26,6 +26,27 @@ from .indexes.manifest import check_encoder, read_manifest
 from .types import Run
 
 
+def _load_plaid(path: Path) -> Any:
+    from .indexes.plaid import PlaidIndex
+
+    return PlaidIndex.load(path)
+
+
+def _load_voyager(path: Path) -> Any:
+    from .indexes.voyager import VoyagerIndex
+
+    return VoyagerIndex.load(path)
+
+
+def _load_exact(path: Path) -> Any:
+    from .indexes.maxsim import ExactMaxSimIndex
+
+    return ExactMaxSimIndex.load(path)
+
+
+MULTI_VECTOR_LOADERS = {"plaid": _load_plaid, "voyager": _load_voyager, "exact-maxsim": _load_exact}
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: 1-based ``rank``, document ``id``, inner-product ``score``, text ``snippet``."""
@@ -40,7 +61,8 @@ class Hit:
 
 
 class SearchIndex:
-    """A saved FAISS index with its encoder and snippets, searched with text or embeddings."""
+    """A saved index (FAISS; or PLAID / Voyager / exact MaxSim built by ``eval``) with its encoder and
+    snippets, searched with text or embeddings."""
 
     def __init__(self, path: Path, index: Any, manifest: dict[str, Any], snippets: Any = None) -> None:
         self.path = path
@@ -70,9 +92,12 @@ class SearchIndex:
         path = Path(path)
         recover_interrupted_swap(path)
         manifest = read_manifest(path)
-        if manifest["kind"] != "faiss":
-            raise ConfigError(f"{path} is a {manifest['kind']!r} index; `search` opens FAISS indices")
-        index = FaissIndex.load(path, use_gpu=use_gpu, manifest=manifest)
+        if manifest["kind"] == "faiss":
+            index = FaissIndex.load(path, use_gpu=use_gpu, manifest=manifest)
+        elif manifest["kind"] in MULTI_VECTOR_LOADERS:
+            index = MULTI_VECTOR_LOADERS[manifest["kind"]](path)
+        else:
+            raise ConfigError(f"{path}: unknown index kind {manifest['kind']!r}")
         snippets = None
         if (path / SNIPPETS_FILE).is_file() and (path / SNIPPET_OFFSETS_FILE).is_file():
             snippets = Snippets(path)
@@ -112,7 +137,14 @@ class SearchIndex:
         return self.search_embeddings(emb, k)
 
     def search_embeddings(self, embeddings: np.ndarray, k: int = 10) -> list[list[Hit]]:
-        """Top-``k`` hits for each query embedding (``float32 [n, dim]``)."""
+        """Top-``k`` hits for each query embedding (``float32 [n, dim]``, or token matrices for ColBERT)."""
+        if self.manifest["kind"] != "faiss":  # multi-vector: the index answers with ids
+            qids = [f"q{i}" for i in range(len(embeddings))]
+            run = self.index.search(qids, embeddings, k)
+            return [
+                [Hit(rank, doc, float(score), None) for rank, (doc, score) in enumerate(run[q].items(), start=1)]
+                for q in qids
+            ]
         scores, positions = self.index.search_positions(np.asarray(embeddings, dtype=np.float32), k)
         results = []
         for row_scores, row_pos in zip(scores.tolist(), positions.tolist(), strict=True):

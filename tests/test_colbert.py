@@ -101,6 +101,16 @@ def test_eval_colbert_exact_and_plaid(tmp_path: Path, data_dir: Path, cosqa_suit
     manifest = read_manifest(tmp_path / "plaid" / "indices" / "cosqa", kind="plaid")
     assert manifest["n_docs"] == 552 and manifest["encoder"]["kind"] == "colbert"
     assert set(manifest["versions"]) >= {"fast-plaid", "pylate", "torch"}
+    # the saved PLAID index is searchable with the encoder its manifest records, and no other
+    from mbert_retrieval.search import SearchIndex
+
+    index_dir = tmp_path / "plaid" / "indices" / "cosqa"
+    with SearchIndex.load(index_dir) as saved:
+        hits = saved.search(["python sort a dictionary by value"], k=5)[0]
+        assert [h.rank for h in hits] == [1, 2, 3, 4, 5] and all(h.id.startswith("c") for h in hits)
+        assert saved.encoder.describe()["document_length"] == 64
+    with pytest.raises(ConfigError, match="index was built with encoder"):
+        SearchIndex.load(index_dir, encoder=ColBERTEncoder(tiny_modernbert, seed=1, show_progress=False))
     # the embedding cache is shared: PLAID reused the token vectors exact MaxSim computed
     assert len(list((tmp_path / "cache").iterdir())) == 1
     assert ndcg["exact"] > 0 and abs(ndcg["plaid"] - ndcg["exact"]) < 0.05, ndcg
