@@ -12,9 +12,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
 
-from .errors import ConfigError, MbertRetrievalError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -302,33 +301,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser with just these commands."""
-    parser = argparse.ArgumentParser(prog="mbert-retrieval", description="FAISS indices: build, add, search.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import _setup_logging
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    _setup_logging(args.verbose, args.quiet)
-    try:
-        return int(args.func(args) or 0)
-    except MbertRetrievalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; finished embedding shards are kept, run again to resume", file=sys.stderr)
-        return 130
-
-
 if __name__ == "__main__":  # pragma: no cover
+    from .cli import main
+
     sys.exit(main())

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli_index import add_parsers, main
+from mbert_retrieval.cli import main
+from mbert_retrieval.cli_index import add_parsers
 from mbert_retrieval.config import EncoderConfig
 from mbert_retrieval.errors import ConfigError, OutputExistsError
 from mbert_retrieval.indexing import load_dense_encoder

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,35 @@ def fingerprint_module(module: Any, settings: dict[str, Any]) -> str:
         h.update(str(t.dtype).encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load a checkpoint: where from, what it is, on which backend, with which model kwargs."""
+
+    source: str  # an existing local path (expanded) or the hub id as given
+    model_type: str | None
+    backend: Backend
+    model_kwargs: dict[str, Any]
+
+
+def plan_load(model: str, device: str | None = None, attn_implementation: str | None = None) -> LoadPlan:
+    """Check a local path exists, read the architecture, and pick device, dtype and attention for it."""
+    from ..errors import ConfigError
+
+    local = Path(model).expanduser()
+    if _looks_like_path(model) and not local.exists():
+        raise ConfigError(f"model path does not exist: {model}")
+    kind = model_type(model)
+    backend = choose_backend(kind, device, attn_implementation)
+    kwargs: dict[str, Any] = {}
+    if backend.attn_implementation is not None:
+        kwargs["attn_implementation"] = backend.attn_implementation
+    if backend.dtype != "float32":
+        kwargs["dtype"] = torch_dtype(backend.dtype)
+    return LoadPlan(str(local) if local.exists() else model, kind, backend, kwargs)

@@ -16,8 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import Backend, apply_verbosity, choose_backend, fingerprint_module, model_type, torch_dtype
-from .dense import _looks_like_path
+from .backend import Backend, apply_verbosity, fingerprint_module, plan_load
 
 log = logging.getLogger(__name__)
 
@@ -71,30 +70,23 @@ class ColBERTEncoder:
         if max_seq_length is not None and document_length is None:
             document_length = max_seq_length
         self.name = model
-        path = Path(model).expanduser()
-        if _looks_like_path(model) and not path.exists():
-            raise ConfigError(f"model path does not exist: {model}")
-        self.model_type = model_type(model)
-        self.backend: Backend = choose_backend(self.model_type, device, attn_implementation)
-        model_kwargs: dict[str, Any] = {}
-        if self.backend.attn_implementation is not None:
-            model_kwargs["attn_implementation"] = self.backend.attn_implementation
-        if self.backend.dtype != "float32":
-            model_kwargs["dtype"] = torch_dtype(self.backend.dtype)
+        plan = plan_load(model, device, attn_implementation)
+        self.model_type = plan.model_type
+        self.backend: Backend = plan.backend
         # A plain encoder gets a new projection and new [Q]/[D] embedding rows, randomly
         # initialised: seed them so the same command gives the same model (and fingerprint).
         rng_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
             self.model = models.ColBERT(
-                str(path) if path.exists() else model,
+                plan.source,
                 device=self.backend.device,
                 trust_remote_code=trust_remote_code,
                 query_length=query_length,
                 document_length=document_length,
                 do_query_expansion=query_expansion,
                 embedding_size=embedding_size,
-                model_kwargs=model_kwargs or None,
+                model_kwargs=plan.model_kwargs or None,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -6,7 +6,6 @@ The one module that imports sentence-transformers.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,11 @@ from .backend import (
     MODERNBERT_MAX_LENGTH,
     Backend,
     apply_verbosity,
-    choose_backend,
     fingerprint_module,
-    model_type,
-    torch_dtype,
+    plan_load,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _looks_like_path(name: str) -> bool:
-    """A hub id is ``name`` or ``org/name``; anything else is meant as a local path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
 
 
 class DenseEncoder:
@@ -71,21 +63,15 @@ class DenseEncoder:
 
         apply_verbosity()
         self.name = model
-        if _looks_like_path(model) and not Path(model).expanduser().exists():
-            raise ConfigError(f"model path does not exist: {model}")
-        self.model_type = model_type(model)
-        self.backend: Backend = choose_backend(self.model_type, device, attn_implementation)
-        model_kwargs: dict[str, Any] = {}
-        if self.backend.attn_implementation is not None:
-            model_kwargs["attn_implementation"] = self.backend.attn_implementation
-        if self.backend.dtype != "float32":
-            model_kwargs["dtype"] = torch_dtype(self.backend.dtype)
+        plan = plan_load(model, device, attn_implementation)
+        self.model_type = plan.model_type
+        self.backend: Backend = plan.backend
         try:
             self.model = SentenceTransformer(
-                str(Path(model).expanduser()) if Path(model).expanduser().exists() else model,
+                plan.source,
                 device=self.backend.device,
                 trust_remote_code=trust_remote_code,
-                model_kwargs=model_kwargs or None,
+                model_kwargs=plan.model_kwargs or None,
             )
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
