@@ -27,6 +27,15 @@ OFFSETS_FILE = "offsets.npy"
 IDS_FILE = "doc_ids.txt"
 
 
+def check_token_matrices(doc_ids: Sequence[str], embeddings: Sequence[np.ndarray], dim: int) -> None:
+    """One ``[tokens >= 1, dim]`` matrix per id, or a ``ValueError`` naming the document."""
+    if len(doc_ids) != len(embeddings):
+        raise ValueError(f"{len(doc_ids)} document ids but {len(embeddings)} token matrices")
+    for doc_id, emb in zip(doc_ids, embeddings, strict=True):
+        if emb.ndim != 2 or emb.shape[1] != dim or emb.shape[0] == 0:
+            raise ValueError(f"document {doc_id!r}: token matrix must be [tokens >= 1, {dim}], got {emb.shape}")
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties: lower index first)."""
     k = min(k, len(scores))
@@ -64,13 +73,8 @@ class ExactMaxSimIndex:
 
     def add(self, doc_ids: Sequence[str], embeddings: Sequence[np.ndarray]) -> None:
         """Add one token matrix ``[t_i, dim]`` per document (``t_i`` >= 1)."""
-        if len(doc_ids) != len(embeddings):
-            raise ValueError(f"{len(doc_ids)} document ids but {len(embeddings)} token matrices")
-        for doc_id, emb in zip(doc_ids, embeddings, strict=True):
-            if emb.ndim != 2 or emb.shape[1] != self.dim or emb.shape[0] == 0:
-                raise ValueError(
-                    f"document {doc_id!r}: token matrix must be [tokens >= 1, {self.dim}], got {emb.shape}"
-                )
+        check_token_matrices(doc_ids, embeddings, self.dim)
+        for emb in embeddings:
             self._pending.append(np.asarray(emb, dtype=self.dtype))
             self._lengths.append(emb.shape[0])
         self.doc_ids.extend(doc_ids)

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..io import write_lines
 from ..types import Run
 from .manifest import read_manifest, write_manifest
-from .maxsim import ExactMaxSimIndex
+from .maxsim import ExactMaxSimIndex, check_token_matrices
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,7 @@ class PlaidIndex:
         )
 
     def add(self, doc_ids: Sequence[str], embeddings: Sequence[np.ndarray]) -> None:
-        if len(doc_ids) != len(embeddings):
-            raise ValueError(f"{len(doc_ids)} document ids but {len(embeddings)} token matrices")
-        for doc_id, emb in zip(doc_ids, embeddings, strict=True):
-            if emb.ndim != 2 or emb.shape[1] != self.dim or emb.shape[0] == 0:
-                raise ValueError(
-                    f"document {doc_id!r}: token matrix must be [tokens >= 1, {self.dim}], got {emb.shape}"
-                )
+        check_token_matrices(doc_ids, embeddings, self.dim)
         self.doc_ids.extend(doc_ids)
         if self._plaid is None:
             self._pending.extend(zip(doc_ids, embeddings, strict=True))
