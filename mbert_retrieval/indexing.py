@@ -36,6 +36,7 @@ import numpy as np
 from .cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
 from .config import EncoderConfig, FaissSpec, format_validation_error
 from .data.corpus import Corpus, load_corpus_input, snippet
+from .encoders import encoder_from_config
 from .errors import ConfigError, DataError, OutputExistsError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 from .io import atomic_path, write_json
@@ -112,23 +113,6 @@ def distributed_context() -> Distributed:
 # Encoders: built from options, or from what a manifest recorded
 
 
-def load_dense_encoder(cfg: EncoderConfig, *, progress: bool = True) -> Any:
-    from .encoders import load_encoder
-
-    return load_encoder(
-        cfg.model,
-        cfg.kind,
-        batch_size=cfg.batch_size,
-        max_seq_length=cfg.max_seq_length,
-        query_prompt=cfg.query_prompt,
-        document_prompt=cfg.document_prompt,
-        normalize=cfg.normalize,
-        device=cfg.device,
-        trust_remote_code=cfg.trust_remote_code,
-        show_progress=progress,
-    )
-
-
 def encoder_record(encoder: Any, cfg: EncoderConfig) -> dict[str, Any]:
     """The settings that rebuild ``encoder`` (the effective ones, and the model as an absolute path)."""
     described = encoder.describe()
@@ -195,7 +179,7 @@ def encoder_from_manifest(
         device=device,
         trust_remote_code=bool(record.get("trust_remote_code", False)),
     )
-    encoder = load_dense_encoder(cfg, progress=progress)
+    encoder = encoder_from_config(cfg, progress=progress)
     check_encoder(manifest, encoder.describe(), where)
     return encoder
 
@@ -586,7 +570,7 @@ def build_index(
         if encoder is None:
             if model is None:
                 raise ConfigError("a model (--model) is needed to build an index")
-            encoder = load_dense_encoder(cfg, progress=progress and dist.is_main)
+            encoder = encoder_from_config(cfg, progress=progress and dist.is_main)
         if getattr(encoder, "kind", "dense") != "dense":
             raise ConfigError(
                 f"{cfg.model} is a {encoder.kind} encoder: multi-vector indices are built through the ColBERT path"

@@ -22,7 +22,7 @@ from .cache import iter_document_embeddings
 from .catalog import load_index_spec
 from .config import DatasetSpec, EvalConfig, IndexSpec, IndexSpecFile
 from .data import iter_datasets
-from .encoders import Encoder, load_encoder
+from .encoders import Encoder, encoder_from_config
 from .errors import DataError, OutputExistsError
 from .indexes import check_compatible, make_index
 from .io import write_json, write_text
@@ -41,29 +41,6 @@ CONFIG_FILE = "config.resolved.yaml"
 def result_key(spec: DatasetSpec, split: str) -> str:
     """``scifact`` on the suite's split, ``scifact.train`` on another."""
     return spec.name if split == spec.split else f"{spec.name}.{split}"
-
-
-def build_encoder(cfg: EvalConfig, progress: bool = True) -> Encoder:
-    enc = cfg.encoder
-    colbert_options = {
-        "query_length": enc.query_length,
-        "document_length": enc.document_length,
-        "query_expansion": enc.query_expansion,
-        "embedding_size": enc.embedding_size,
-    }
-    return load_encoder(
-        enc.model,
-        enc.kind,
-        batch_size=enc.batch_size,
-        max_seq_length=enc.max_seq_length,
-        query_prompt=enc.query_prompt,
-        document_prompt=enc.document_prompt,
-        normalize=enc.normalize,
-        device=enc.device,
-        trust_remote_code=enc.trust_remote_code,
-        show_progress=progress,
-        **{k: v for k, v in colbert_options.items() if v is not None},
-    )
 
 
 def default_index(encoder_kind: str) -> IndexSpecFile:
@@ -174,7 +151,7 @@ def run_eval(
     results_path = out / RESULTS_FILE
     existing = None if overwrite else _read_results(results_path)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]  # unknown names fail before any work
-    encoder = encoder or build_encoder(cfg, progress)
+    encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
     index_file = cfg.index or default_index(encoder.kind)
     check_compatible(index_file.index, encoder.kind)
     described = encoder.describe()

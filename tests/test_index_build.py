@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.config import EncoderConfig, FaissSpec
+from mbert_retrieval.encoders import encoder_from_config
 from mbert_retrieval.errors import ConfigError, DataError, OutputExistsError
 from mbert_retrieval.indexes.faiss_index import FaissIndex
-from mbert_retrieval.indexing import add_documents, build_index, load_dense_encoder
+from mbert_retrieval.indexing import add_documents, build_index
 from mbert_retrieval.search import SearchIndex
 
 TOPICS = ["sorting lists", "reading files", "parsing json", "network sockets", "regular expressions", "unit tests"]
@@ -37,7 +38,7 @@ def write_jsonl(path: Path, docs: list[dict]) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_modernbert: str):
-    return load_dense_encoder(EncoderConfig(model=tiny_modernbert, batch_size=8), progress=False)
+    return encoder_from_config(EncoderConfig(model=tiny_modernbert, batch_size=8), progress=False)
 
 
 class Counting:
@@ -250,7 +251,7 @@ def test_add_refuses_replace_in_hnsw_and_another_encoder(tmp_path: Path, encoder
         == 10
     )
 
-    other = load_dense_encoder(EncoderConfig(model=tiny_modernbert, document_prompt="passage: "), progress=False)
+    other = encoder_from_config(EncoderConfig(model=tiny_modernbert, document_prompt="passage: "), progress=False)
     with pytest.raises(ConfigError, match=r"was built with encoder .* differs in weights or settings"):
         add_documents(tmp_path / "hnsw", write_jsonl(tmp_path / "c.jsonl", make_docs(1, 20)), encoder=other)
 

@@ -11,8 +11,8 @@ import pytest
 from mbert_retrieval.cli import main
 from mbert_retrieval.cli_index import add_parsers
 from mbert_retrieval.config import EncoderConfig
+from mbert_retrieval.encoders import encoder_from_config
 from mbert_retrieval.errors import ConfigError, OutputExistsError
-from mbert_retrieval.indexing import load_dense_encoder
 from mbert_retrieval.runs import read_run
 from mbert_retrieval.search import SearchIndex
 
@@ -118,7 +118,7 @@ def test_search_index_api(built: Path, tiny_modernbert: str) -> None:
 def test_mismatched_model_is_refused(built: Path, tiny_modernbert: str, minilm_path: str) -> None:
     with pytest.raises(ConfigError, match=r"index holds 64-dim vectors from .*; the encoder .* gives 384-dim vectors"):
         SearchIndex.load(built, model=minilm_path)
-    other = load_dense_encoder(EncoderConfig(model=tiny_modernbert, query_prompt="query: "), progress=False)
+    other = encoder_from_config(EncoderConfig(model=tiny_modernbert, query_prompt="query: "), progress=False)
     with pytest.raises(ConfigError, match=r"was built with encoder .* \(fingerprint [0-9a-f]+\); .* differs"):
         SearchIndex.load(built, encoder=other)
 

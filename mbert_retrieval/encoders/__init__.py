@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import EncoderConfig
 from ..errors import ConfigError
 from .base import Encoder
 
@@ -34,6 +35,29 @@ def detect_kind(model: str) -> str | None:
     return None
 
 
+def encoder_from_config(cfg: EncoderConfig, *, progress: bool = True) -> Encoder:
+    """The encoder an ``EncoderConfig`` describes (ColBERT options passed only when set)."""
+    colbert = {
+        "query_length": cfg.query_length,
+        "document_length": cfg.document_length,
+        "query_expansion": cfg.query_expansion,
+        "embedding_size": cfg.embedding_size,
+    }
+    return load_encoder(
+        cfg.model,
+        cfg.kind,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        query_prompt=cfg.query_prompt,
+        document_prompt=cfg.document_prompt,
+        normalize=cfg.normalize,
+        device=cfg.device,
+        trust_remote_code=cfg.trust_remote_code,
+        show_progress=progress,
+        **{k: v for k, v in colbert.items() if v is not None},
+    )
+
+
 def load_encoder(model: str, kind: str | None = None, **kwargs: Any) -> Encoder:
     """Build the encoder of ``kind`` (default: told from the checkpoint, else dense)."""
     kind = kind or detect_kind(model) or "dense"
@@ -51,4 +75,4 @@ def load_encoder(model: str, kind: str | None = None, **kwargs: Any) -> Encoder:
     raise ConfigError(f"unknown encoder kind {kind!r}; available: {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "Encoder", "detect_kind", "load_encoder"]
+__all__ = ["KINDS", "Encoder", "detect_kind", "encoder_from_config", "load_encoder"]
