@@ -34,28 +34,34 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; one-line errors on bad input."""
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (newline stripped) for each non-blank line of a text file,
+    gzipped or not; one-line errors for a missing or unreadable file and for non-UTF-8 bytes."""
     try:
         with _open_binary(path) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as e:
                     raise DataError(path, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})", line=lineno) from None
-                if not isinstance(obj, dict):
-                    raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
-                yield lineno, obj
+                if line.strip():
+                    yield lineno, line
     except (OSError, EOFError) as e:  # gzip errors are OSError / EOFError
         if isinstance(e, FileNotFoundError):
             raise DataError(path, "file not found") from None
         raise DataError(path, f"cannot read: {e}") from None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; one-line errors on bad input."""
+    for lineno, line in iter_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})", line=lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+        yield lineno, obj
 
 
 def _get_id(path: Path, lineno: int, obj: dict[str, Any]) -> str:
@@ -121,34 +127,25 @@ def load_qrels(path: Path, warnings: Counter[str] | None = None) -> Qrels:
     """Read a BEIR qrels TSV (``query-id  corpus-id  score``; header line optional)."""
     warnings = warnings if warnings is not None else Counter()
     qrels: Qrels = {}
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise DataError(path, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != 3:
-                raise DataError(
-                    path, f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}", line=lineno
-                )
-            qid, did, score = (c.strip() for c in cols)
-            if lineno == 1 and not _is_int(score):
-                continue  # header line, e.g. "query-id corpus-id score"
-            if not _is_int(score):
-                raise DataError(path, f"relevance must be an integer, got {score!r}", line=lineno, field="score")
-            if not qid or not did:
-                raise DataError(path, "empty query or corpus id", line=lineno)
-            if lineno == 1:
-                warnings["qrels without a header line (first line read as data)"] += 1
-            per_query = qrels.setdefault(qid, {})
-            if did in per_query:
-                warnings["duplicate qrels lines (last one kept)"] += 1
-            per_query[did] = int(score)
+    for lineno, line in iter_lines(path):
+        cols = line.split("\t")
+        if len(cols) != 3:
+            raise DataError(
+                path, f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}", line=lineno
+            )
+        qid, did, score = (c.strip() for c in cols)
+        if lineno == 1 and not _is_int(score):
+            continue  # header line, e.g. "query-id corpus-id score"
+        if not _is_int(score):
+            raise DataError(path, f"relevance must be an integer, got {score!r}", line=lineno, field="score")
+        if not qid or not did:
+            raise DataError(path, "empty query or corpus id", line=lineno)
+        if lineno == 1:
+            warnings["qrels without a header line (first line read as data)"] += 1
+        per_query = qrels.setdefault(qid, {})
+        if did in per_query:
+            warnings["duplicate qrels lines (last one kept)"] += 1
+        per_query[did] = int(score)
     return qrels
 
 

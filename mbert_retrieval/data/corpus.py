@@ -17,7 +17,6 @@ field. A blank document is refused too (an empty text has no meaningful embeddin
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..types import document_text
-from .beir import _get_id, _get_str, find_file, iter_jsonl
+from .beir import _get_id, _get_str, find_file, iter_jsonl, iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -95,39 +94,24 @@ def _header(cols: list[str]) -> tuple[int, int, int | None] | None:
 
 def iter_tsv(path: Path, what: str = "id, text") -> Iterator[tuple[int, str, str]]:
     """Yield ``(line_number, id, text)`` from an ``id <TAB> text`` file (header line optional)."""
-    opener = gzip.open if path.suffix == ".gz" else open
     columns: tuple[int, int, int | None] = (0, 1, None)
     width = 2
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as e:
-                    raise DataError(path, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
-                if not line.strip():
-                    continue
-                cols = line.split("\t")
-                if lineno == 1:
-                    header = _header(cols)
-                    if header is not None:
-                        columns, width = header, len(cols)
-                        continue
-                if len(cols) != width:
-                    raise DataError(
-                        path, f"expected {width} tab-separated columns ({what}), got {len(cols)}", line=lineno
-                    )
-                id_col, text_col, title_col = columns
-                doc_id = cols[id_col].strip()
-                if not doc_id:
-                    raise DataError(path, "is empty", line=lineno, field="id")
-                _check_id(path, lineno, doc_id)
-                title = cols[title_col] if title_col is not None else ""
-                yield lineno, doc_id, document_text(title, cols[text_col])
-    except (OSError, EOFError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise DataError(path, "file not found") from None
-        raise DataError(path, f"cannot read: {e}") from None
+    for lineno, line in iter_lines(path):
+        cols = line.split("\t")
+        if lineno == 1:
+            header = _header(cols)
+            if header is not None:
+                columns, width = header, len(cols)
+                continue
+        if len(cols) != width:
+            raise DataError(path, f"expected {width} tab-separated columns ({what}), got {len(cols)}", line=lineno)
+        id_col, text_col, title_col = columns
+        doc_id = cols[id_col].strip()
+        if not doc_id:
+            raise DataError(path, "is empty", line=lineno, field="id")
+        _check_id(path, lineno, doc_id)
+        title = cols[title_col] if title_col is not None else ""
+        yield lineno, doc_id, document_text(title, cols[text_col])
 
 
 def load_corpus_input(path: str | Path, *, skip_blank: bool = False) -> Corpus:
