@@ -42,13 +42,20 @@ def minilm_path() -> str:
 
 
 def _tokenizer_texts() -> list[str]:
-    """Real text to train the tiny tokenizer on: our own sources and, when present, CoSQA queries."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted((REPO / "mbert_retrieval").rglob("*.py"))]
+    """Fixed real text to train the tiny tokenizer on, so the tiny model does not change when our
+    code does: the CoSQA queries and code snippets when the shared data is there, else the
+    Python standard library's ``textwrap`` and ``json`` sources."""
     data = shared_data_dir()
-    if data is not None and (data / "cosqa-dev" / "queries.jsonl").is_file():
-        with open(data / "cosqa-dev" / "queries.jsonl", encoding="utf-8") as f:
-            texts += [json.loads(line)["text"] for line in f]
-    return texts
+    if data is not None and (data / "cosqa-dev" / "corpus.jsonl").is_file():
+        texts = []
+        for name in ("queries.jsonl", "corpus.jsonl"):
+            with open(data / "cosqa-dev" / name, encoding="utf-8") as f:
+                texts += [json.loads(line)["text"] for line in f]
+        return texts
+    import json as json_module
+    import textwrap
+
+    return [Path(m.__file__).read_text(encoding="utf-8") for m in (textwrap, json_module.decoder, json_module.encoder)]
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def test_eval_colbert_exact_and_plaid(tmp_path: Path, data_dir: Path, cosqa_suit
     from mbert_retrieval.data.beir import load_qrels
 
     fast_plaid = tmp_path / "plaid-small.yaml"
-    fast_plaid.write_text("name: plaid-small\nindex: {kind: plaid, n_full_scores: 256, kmeans_niters: 2}\n")
+    fast_plaid.write_text("name: plaid-small\nindex: {kind: plaid, nbits: 8, n_full_scores: 1024}\n")
     argv = ["eval", "--suite", str(cosqa_suite), "--data-dir", str(data_dir), "--model", tiny_modernbert]
     argv += ["--kind", "colbert", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--top-k", "100"]
     qrels = load_qrels(data_dir / "cosqa-dev" / "qrels" / "test.tsv")
