@@ -39,3 +39,7 @@ class DataError(MbertRetrievalError):
 
 class OutputExistsError(MbertRetrievalError):
     """An output already exists and the user did not ask to overwrite it."""
+
+
+class OutputLockedError(MbertRetrievalError):
+    """Another live run holds the lock of the output folder (see ``lock.output_lock``)."""

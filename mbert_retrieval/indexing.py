@@ -40,6 +40,7 @@ from .encoders import encoder_from_config
 from .errors import ConfigError, DataError, OutputExistsError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 from .io import atomic_path, write_json
+from .lock import output_lock
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -502,6 +503,13 @@ def resolve_spec(spec: Any) -> tuple[str, FaissSpec]:
     return spec.name, index
 
 
+def writer_lock(folder: Path) -> contextlib.AbstractContextManager[Any]:
+    """The output lock of ``folder`` (``lock.output_lock``), taken by rank 0 only under ``torchrun``."""
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return contextlib.nullcontext()
+    return output_lock(folder)
+
+
 def default_work_dir(out: Path) -> Path:
     return out.parent / f"{out.name}.partial"
 
@@ -543,81 +551,82 @@ def build_index(
     out = Path(out)
     set_num_threads(faiss_threads)
     spec_name, faiss_spec = resolve_spec(spec)
-    check_output(out, overwrite)
-    docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
-    need = min_train_vectors(faiss_spec)
-    if need > min(len(docs), faiss_spec.train_sample):
-        raise ConfigError(
-            f"{faiss_spec.type} ({faiss_spec.factory_string()}) needs at least {need} training vectors; the corpus has "
-            f"{len(docs)} documents (train_sample {faiss_spec.train_sample}): lower nlist/nbits in the spec, "
-            "or use faiss-flat / faiss-hnsw for a corpus this small"
-        )
-    dist = distributed_context()
-    try:
-        try:
-            cfg = EncoderConfig(
-                model=model or getattr(encoder, "name", "?"),
-                batch_size=batch_size,
-                max_seq_length=max_seq_length,
-                query_prompt=query_prompt,
-                document_prompt=document_prompt,
-                normalize=normalize,
-                device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
-                trust_remote_code=trust_remote_code,
-            )
-        except ValueError as e:  # pydantic's ValidationError
-            raise ConfigError(f"invalid encoder option: {format_validation_error(e)}") from None  # type: ignore[arg-type]
-        if encoder is None:
-            if model is None:
-                raise ConfigError("a model (--model) is needed to build an index")
-            encoder = encoder_from_config(cfg, progress=progress and dist.is_main)
-        if getattr(encoder, "kind", "dense") != "dense":
+    with writer_lock(out):  # one writer at a time (stale locks of killed runs are taken over)
+        check_output(out, overwrite)
+        docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
+        need = min_train_vectors(faiss_spec)
+        if need > min(len(docs), faiss_spec.train_sample):
             raise ConfigError(
-                f"{cfg.model} is a {encoder.kind} encoder: multi-vector indices are built through the ColBERT path"
+                f"{faiss_spec.type} ({faiss_spec.factory_string()}) needs at least {need} training vectors; "
+                f"the corpus has {len(docs)} documents (train_sample {faiss_spec.train_sample}): "
+                "lower nlist/nbits in the spec, or use faiss-flat / faiss-hnsw for a corpus this small"
             )
-        FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
-        work = Path(work_dir) if work_dir is not None else default_work_dir(out)
-        t = time.perf_counter()
-        shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
-        seconds = {"encode": time.perf_counter() - t}
-        if not dist.is_main:
-            return None
+        dist = distributed_context()
+        try:
+            try:
+                cfg = EncoderConfig(
+                    model=model or getattr(encoder, "name", "?"),
+                    batch_size=batch_size,
+                    max_seq_length=max_seq_length,
+                    query_prompt=query_prompt,
+                    document_prompt=document_prompt,
+                    normalize=normalize,
+                    device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
+                    trust_remote_code=trust_remote_code,
+                )
+            except ValueError as e:  # pydantic's ValidationError
+                raise ConfigError(f"invalid encoder option: {format_validation_error(e)}") from None  # type: ignore[arg-type]
+            if encoder is None:
+                if model is None:
+                    raise ConfigError("a model (--model) is needed to build an index")
+                encoder = encoder_from_config(cfg, progress=progress and dist.is_main)
+            if getattr(encoder, "kind", "dense") != "dense":
+                raise ConfigError(
+                    f"{cfg.model} is a {encoder.kind} encoder: multi-vector indices are built through the ColBERT path"
+                )
+            FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
+            work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+            t = time.perf_counter()
+            shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
+            seconds = {"encode": time.perf_counter() - t}
+            if not dist.is_main:
+                return None
 
-        index = FaissIndex(encoder.dim, faiss_spec, use_gpu=use_gpu)
-        seconds.update(fill_index(index, shards, seed=seed, progress=progress))
-        t = time.perf_counter()
-        record = encoder_record(encoder, cfg)
-        meta = {
-            "spec_name": spec_name,
-            "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
-            "encoder": encoder.describe(),
-            "encoder_load": record,
-            "versions": versions(),
-            "build": {
-                "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
-                "corpus_format": docs.format,
-                "corpus_warnings": docs.warnings,
-                "shard_size": shards.shard_size,
-                "n_shards": shards.n_shards,
-                "world_size": dist.world_size,
-                "seed": seed,
-                "train_vectors": min(len(docs), faiss_spec.train_sample) if need else 0,
-                "device": index.device,
-            },
-            "created": _now(),
-        }
-        with staging_dir(out) as tmp:
-            write_snippets(tmp, snippet_lines(docs.texts))
-            seconds["write"] = time.perf_counter() - t
-            seconds["total"] = time.perf_counter() - t_start
-            meta["build"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-            index.save(tmp, meta)
-        if not keep_work_dir:
-            remove_work_dir(work)
-        encoded = len(shards.encoded)
-        return BuildResult(out, len(index), index.dim, index.factory, seconds, encoded, shards.n_shards - encoded)
-    finally:
-        dist.close()
+            index = FaissIndex(encoder.dim, faiss_spec, use_gpu=use_gpu)
+            seconds.update(fill_index(index, shards, seed=seed, progress=progress))
+            t = time.perf_counter()
+            record = encoder_record(encoder, cfg)
+            meta = {
+                "spec_name": spec_name,
+                "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
+                "encoder": encoder.describe(),
+                "encoder_load": record,
+                "versions": versions(),
+                "build": {
+                    "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
+                    "corpus_format": docs.format,
+                    "corpus_warnings": docs.warnings,
+                    "shard_size": shards.shard_size,
+                    "n_shards": shards.n_shards,
+                    "world_size": dist.world_size,
+                    "seed": seed,
+                    "train_vectors": min(len(docs), faiss_spec.train_sample) if need else 0,
+                    "device": index.device,
+                },
+                "created": _now(),
+            }
+            with staging_dir(out) as tmp:
+                write_snippets(tmp, snippet_lines(docs.texts))
+                seconds["write"] = time.perf_counter() - t
+                seconds["total"] = time.perf_counter() - t_start
+                meta["build"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+                index.save(tmp, meta)
+            if not keep_work_dir:
+                remove_work_dir(work)
+            encoded = len(shards.encoded)
+            return BuildResult(out, len(index), index.dim, index.factory, seconds, encoded, shards.n_shards - encoded)
+        finally:
+            dist.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,95 +660,98 @@ def add_documents(
     t_start = time.perf_counter()
     set_num_threads(faiss_threads)
     index_dir = Path(index_dir)
-    recover_interrupted_swap(index_dir)
-    manifest = read_manifest(index_dir)
-    if manifest["kind"] != "faiss":
-        raise ConfigError(f"{index_dir} is a {manifest['kind']!r} index; `index add` handles FAISS indices")
-    spec = FaissSpec.model_validate(manifest["spec"])
-    docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
-    try:
-        existing = (index_dir / IDS_FILE).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(index_dir / IDS_FILE, "missing: the index folder is incomplete") from None
-    known = set(existing)
-    dupes = [d for d in docs.ids if d in known]
-    if dupes and not replace:
-        shown = ", ".join(map(repr, dupes[:3])) + (", ..." if len(dupes) > 3 else "")
-        raise DataError(
-            docs.source,
-            f"{len(dupes)} document ids are already in the index ({shown}); pass --replace to replace them",
-        )
-    if dupes and spec.type == "hnsw":
-        raise ConfigError(
-            f"{index_dir}: cannot replace documents in an HNSW index (FAISS cannot remove vectors from it); "
-            "rebuild it with `index build --overwrite`, or leave those ids out"
-        )
-    dist = distributed_context()
-    try:
-        if encoder is None:
-            encoder = encoder_from_manifest(
-                manifest,
-                index_dir,
-                device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
-                batch_size=batch_size,
-                progress=progress and dist.is_main,
+    with writer_lock(index_dir):  # one writer at a time (stale locks of killed runs are taken over)
+        recover_interrupted_swap(index_dir)
+        manifest = read_manifest(index_dir)
+        if manifest["kind"] != "faiss":
+            raise ConfigError(f"{index_dir} is a {manifest['kind']!r} index; `index add` handles FAISS indices")
+        spec = FaissSpec.model_validate(manifest["spec"])
+        docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
+        try:
+            existing = (index_dir / IDS_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise DataError(index_dir / IDS_FILE, "missing: the index folder is incomplete") from None
+        known = set(existing)
+        dupes = [d for d in docs.ids if d in known]
+        if dupes and not replace:
+            shown = ", ".join(map(repr, dupes[:3])) + (", ..." if len(dupes) > 3 else "")
+            raise DataError(
+                docs.source,
+                f"{len(dupes)} document ids are already in the index ({shown}); pass --replace to replace them",
             )
-        else:
-            check_encoder(manifest, encoder.describe(), index_dir)
-        work = Path(work_dir) if work_dir is not None else default_work_dir(index_dir)
-        t = time.perf_counter()
-        shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
-        seconds = {"encode": time.perf_counter() - t}
-        if not dist.is_main:
-            return None
+        if dupes and spec.type == "hnsw":
+            raise ConfigError(
+                f"{index_dir}: cannot replace documents in an HNSW index (FAISS cannot remove vectors from it); "
+                "rebuild it with `index build --overwrite`, or leave those ids out"
+            )
+        dist = distributed_context()
+        try:
+            if encoder is None:
+                encoder = encoder_from_manifest(
+                    manifest,
+                    index_dir,
+                    device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
+                    batch_size=batch_size,
+                    progress=progress and dist.is_main,
+                )
+            else:
+                check_encoder(manifest, encoder.describe(), index_dir)
+            work = Path(work_dir) if work_dir is not None else default_work_dir(index_dir)
+            t = time.perf_counter()
+            shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
+            seconds = {"encode": time.perf_counter() - t}
+            if not dist.is_main:
+                return None
 
-        index = FaissIndex.load(index_dir, use_gpu=use_gpu, manifest=manifest)
-        removed_positions = {index.position(d) for d in dupes}
-        removed = index.remove(dupes) if dupes else 0
-        seconds.update(fill_index(index, shards, progress=progress))
-        files = manifest.get("files") or {}
-        meta = {k: v for k, v in manifest.items() if k not in index.manifest_fields() and k != "format"}
-        history = list(meta.get("history") or [])
-        history.append(
-            {
-                "op": "add",
-                "corpus": docs.source,
-                "added": len(docs) - removed,
-                "replaced": removed,
-                "n_docs": len(index),
-                "at": _now(),
-            }
-        )
-        meta.update({"files": {k: v for k, v in files.items() if k not in ("index", "doc_ids")}, "history": history})
-        meta["updated"] = history[-1]["at"]
-        t = time.perf_counter()
-        with staging_dir(index_dir) as tmp:
-            if files.get("snippets") and (index_dir / SNIPPETS_FILE).is_file():
-                old = Snippets(index_dir)
-                try:
-                    kept = (old.raw(i) for i in range(len(old)) if i not in removed_positions)
-                    write_snippets(tmp, _chain(kept, snippet_lines(docs.texts)))
-                finally:
-                    old.close()
-            index.save(tmp, meta)
-            seconds["write"] = time.perf_counter() - t
-        seconds["total"] = time.perf_counter() - t_start
-        if not keep_work_dir:
-            remove_work_dir(work)
-        encoded = len(shards.encoded)
-        return BuildResult(
-            index_dir,
-            len(index),
-            index.dim,
-            index.factory,
-            seconds,
-            encoded,
-            shards.n_shards - encoded,
-            added=len(docs) - removed,
-            replaced=removed,
-        )
-    finally:
-        dist.close()
+            index = FaissIndex.load(index_dir, use_gpu=use_gpu, manifest=manifest)
+            removed_positions = {index.position(d) for d in dupes}
+            removed = index.remove(dupes) if dupes else 0
+            seconds.update(fill_index(index, shards, progress=progress))
+            files = manifest.get("files") or {}
+            meta = {k: v for k, v in manifest.items() if k not in index.manifest_fields() and k != "format"}
+            history = list(meta.get("history") or [])
+            history.append(
+                {
+                    "op": "add",
+                    "corpus": docs.source,
+                    "added": len(docs) - removed,
+                    "replaced": removed,
+                    "n_docs": len(index),
+                    "at": _now(),
+                }
+            )
+            meta.update(
+                {"files": {k: v for k, v in files.items() if k not in ("index", "doc_ids")}, "history": history}
+            )
+            meta["updated"] = history[-1]["at"]
+            t = time.perf_counter()
+            with staging_dir(index_dir) as tmp:
+                if files.get("snippets") and (index_dir / SNIPPETS_FILE).is_file():
+                    old = Snippets(index_dir)
+                    try:
+                        kept = (old.raw(i) for i in range(len(old)) if i not in removed_positions)
+                        write_snippets(tmp, _chain(kept, snippet_lines(docs.texts)))
+                    finally:
+                        old.close()
+                index.save(tmp, meta)
+                seconds["write"] = time.perf_counter() - t
+            seconds["total"] = time.perf_counter() - t_start
+            if not keep_work_dir:
+                remove_work_dir(work)
+            encoded = len(shards.encoded)
+            return BuildResult(
+                index_dir,
+                len(index),
+                index.dim,
+                index.factory,
+                seconds,
+                encoded,
+                shards.n_shards - encoded,
+                added=len(docs) - removed,
+                replaced=removed,
+            )
+        finally:
+            dist.close()
 
 
 def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
