@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cli_index import add_parsers as add_index_parsers
+from .cli_train import add_parsers as add_train_parsers
 from .errors import MbertRetrievalError
 
 log = logging.getLogger("mbert_retrieval")
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_train(sub)
     add_index_parsers(sub)
+    add_train_parsers(sub)
     _add_ls(sub)
     return parser
 

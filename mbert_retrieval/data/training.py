@@ -65,6 +65,26 @@ def _rows(path: Path):
                 yield lineno, line.rstrip("\r\n").split("\t")
 
 
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """(query, positive) pairs from TSV (``query \\t positive``; further columns are ignored) or JSONL
+    (``{"query", "positive"}``), in file order, for hard-negative mining. Plain lists, no ``datasets``."""
+    path = Path(path)
+    pairs: list[tuple[str, str]] = []
+    for lineno, row in _rows(path):
+        if isinstance(row, dict):
+            for key in ("query", "positive"):
+                if not isinstance(row.get(key), str) or not row[key].strip():
+                    raise DataError(path, "missing or empty", line=lineno, field=key)
+            pairs.append((row["query"], row["positive"]))
+        else:
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError(path, "expected query <TAB> positive, both non-empty", line=lineno)
+            pairs.append((row[0], row[1]))
+    if not pairs:
+        raise DataError(path, "no (query, positive) pairs")
+    return pairs
+
+
 def triples(path: str | Path, max_rows: int | None = None):
     """``query \\t positive [\\t negative ...]`` TSV, or JSONL ``{"query", "positive", "negatives": [...]}``
     (``"negative"`` for one). Every row must have the same number of negatives."""
