@@ -36,16 +36,21 @@ class ModelSection(Strict):
 class TrainData(Strict):
     """Where training rows come from. Columns: ``query``, ``positive``, ``negative_*`` (and ``scores``)."""
 
-    source: Literal["beir-qrels", "triples", "distillation", "hub-triplets", "hub-distillation"]
-    path: str | None = Field(None, description="BEIR folder, or a TSV/JSONL file")
+    source: Literal["beir-qrels", "triples", "distillation", "hub-triplets", "hub-distillation", "mldr"]
+    path: str | None = Field(None, description="BEIR folder, or a TSV/JSONL file (mldr: a local train JSONL)")
     split: str = Field("train", description="beir-qrels: the qrels split turned into (query, positive) pairs")
     hub_id: str | None = Field(None, description="hub dataset id (hub-* sources)")
-    subset: str | None = Field(None, description="hub dataset config, e.g. triplet-hard")
+    subset: str | None = Field(None, description="hub dataset config, e.g. triplet-hard (mldr: the language, en)")
     max_rows: int | None = Field(None, ge=1, description="keep the first N rows")
     n_ways: int = Field(32, ge=2, description="distillation: documents per query (ColBERT KD default 32)")
+    num_negatives: int = Field(1, ge=0, description="mldr: hard negatives per row taken from the data")
 
     @model_validator(mode="after")
     def _where(self) -> TrainData:
+        if self.source == "mldr":
+            if not (self.path or self.hub_id):
+                raise ValueError("source 'mldr' needs path (a local train JSONL) or hub_id (Shitao/MLDR)")
+            return self
         if self.source.startswith("hub") and not self.hub_id:
             raise ValueError(f"source {self.source!r} needs hub_id")
         if not self.source.startswith("hub") and not self.path:

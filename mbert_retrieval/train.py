@@ -105,6 +105,14 @@ def load_train_data(recipe: Recipe):
         return training.triples(d.path, d.max_rows)
     if d.source == "distillation":
         return training.distillation(d.path, d.n_ways, d.max_rows)
+    if d.source == "mldr":
+        return training.mldr(
+            d.path,
+            hub_id=d.hub_id or "Shitao/MLDR",
+            language=d.subset or "en",
+            num_negatives=d.num_negatives,
+            max_rows=d.max_rows,
+        )
     if d.source == "hub-triplets":
         return training.hub_triplets(d.hub_id, d.subset, d.max_rows)
     return training.hub_distillation(d.hub_id, d.n_ways, d.max_rows)

@@ -171,3 +171,52 @@ def test_train_colbert_end_to_end(tmp_path: Path, data_dir: Path, tiny_modernber
     assert detect_kind(str(out / "model")) == "colbert"
     enc = load_encoder(str(out / "model"), show_progress=False)
     assert enc.describe()["dim"] == 32 and enc.describe()["document_length"] == 48
+
+
+def _mldr_row(i: int, negatives: int) -> dict:
+    return {
+        "query_id": f"q-en-{i}",
+        "query": f"question {i}",
+        "positive_passages": [{"docid": f"doc-en-{i}", "text": f"long article {i} " * 50}],
+        "negative_passages": [
+            {"docid": f"doc-en-n{i}-{j}", "text": f"other article {i}.{j}"} for j in range(negatives)
+        ],
+    }
+
+
+def test_mldr_rows_shaped_like_the_hub(tmp_path: Path) -> None:
+    import gzip
+
+    from mbert_retrieval.train import load_train_data
+
+    rows = [_mldr_row(0, 3), _mldr_row(1, 1), _mldr_row(2, 2)]
+    path = tmp_path / "train.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    one = training.mldr(path)
+    assert one.column_names == ["query", "positive", "negative_1"] and len(one) == 3
+    assert one[0] == {
+        "query": "question 0",
+        "positive": rows[0]["positive_passages"][0]["text"],
+        "negative_1": "other article 0.0",
+    }
+    two = training.mldr(path, num_negatives=2)
+    assert len(two) == 2 and two["negative_2"] == ["other article 0.1", "other article 2.1"]  # row 1 left out
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(BASE.replace("{source: triples, path: data.tsv}", f"{{source: mldr, path: {path}, max_rows: 2}}"))
+    assert len(load_train_data(load_recipe(recipe))) == 2
+    assert load_recipe_by_name("mldr").data.train.source == "mldr"
+
+    bad = tmp_path / "bad.jsonl"
+    broken = _mldr_row(1, 1)
+    broken["positive_passages"] = []
+    bad.write_text(json.dumps(_mldr_row(0, 1)) + "\n" + json.dumps(broken) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: field 'positive_passages': no positive passage"):
+        training.mldr(bad)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"query": "q", "positive": "p"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="not MLDR train rows: no 'positive_passages'"):
+        training.mldr(other)
+    with pytest.raises(ConfigError, match="source 'mldr' needs path"):
+        load_recipe(recipe, ["data.train.path=null"])

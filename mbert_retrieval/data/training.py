@@ -4,9 +4,10 @@
 - distillation: ``query``, ``documents`` (list), ``scores`` (list of teacher scores), ``n_ways`` each.
 
 Local sources (tested): a BEIR folder's qrels split turned into (query, positive) pairs; TSV or
-JSONL triples; JSONL distillation rows. Hub sources (the paper's data, need network): the
-sentence-transformers MS MARCO hard-negative triplets, and ``lightonai/ms-marco-en-bge`` whose ids
-are resolved to text on the fly from the Arrow tables (no Python list of 8.8M passages).
+JSONL triples; JSONL distillation rows; MLDR train rows (JSONL shaped as the hub's). Hub sources
+(the paper's data, need network): the sentence-transformers MS MARCO hard-negative triplets,
+``lightonai/ms-marco-en-bge`` whose ids are resolved to text on the fly from the Arrow tables (no
+Python list of 8.8M passages), and ``Shitao/MLDR`` train.
 
 The one module that imports ``datasets``.
 """
@@ -14,11 +15,14 @@ The one module that imports ``datasets``.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
 from .beir import load_beir_folder
+
+log = logging.getLogger(__name__)
 
 
 def _dataset(columns: dict[str, list[Any]]):
@@ -157,6 +161,62 @@ def hub_triplets(hub_id: str, subset: str | None = None, max_rows: int | None = 
 
     split = f"train[:{max_rows}]" if max_rows else "train"
     return load_dataset(hub_id, subset, split=split)
+
+
+MLDR_TRAIN_FILE = "hf://datasets/{hub_id}/mldr-v1.0-{language}/train.jsonl.gz"
+
+
+def mldr(
+    path: str | Path | None = None,
+    *,
+    hub_id: str = "Shitao/MLDR",
+    language: str = "en",
+    num_negatives: int = 1,
+    max_rows: int | None = None,
+):
+    """MLDR train rows (``query_id``, ``query``, ``positive_passages`` and ``negative_passages``, lists
+    of ``{docid, text}``) as ``query``, ``positive``, ``negative_1..N``: the first positive and the
+    first ``num_negatives`` negatives of each row (rows with fewer are left out and counted).
+
+    ``path``: a local JSONL (or .jsonl.gz) file of such rows; else the hub file
+    ``mldr-v1.0-<language>/train.jsonl.gz`` of ``hub_id`` (read as plain JSON: the hub repository's
+    loading script is not run). Long documents stay as they are: truncation is the model's
+    ``max_seq_length``."""
+    from datasets import load_dataset
+
+    source = Path(path) if path is not None else None
+    if source is not None and not source.is_file():
+        raise DataError(source, "file not found")
+    files = str(source) if source is not None else MLDR_TRAIN_FILE.format(hub_id=hub_id, language=language)
+    raw = load_dataset("json", data_files=files, split="train")
+    where = source or Path(files)
+    for column in ("query", "positive_passages", "negative_passages"):
+        if column not in raw.column_names:
+            raise DataError(where, f"not MLDR train rows: no {column!r} (columns: {', '.join(raw.column_names)})")
+    if max_rows:
+        raw = raw.select(range(min(max_rows, len(raw))))
+    columns: dict[str, list[str]] = {"query": [], "positive": []}
+    columns.update({f"negative_{i}": [] for i in range(1, num_negatives + 1)})
+    short = 0
+    for i, row in enumerate(raw):
+        positives, negatives = row["positive_passages"] or [], row["negative_passages"] or []
+        if not isinstance(row["query"], str) or not row["query"].strip():
+            raise DataError(where, "missing or empty", line=i + 1, field="query")
+        if not positives or not isinstance(positives[0], dict) or not str(positives[0].get("text") or "").strip():
+            raise DataError(where, "no positive passage with text", line=i + 1, field="positive_passages")
+        texts = [n.get("text") for n in negatives if isinstance(n, dict) and str(n.get("text") or "").strip()]
+        if len(texts) < num_negatives:
+            short += 1
+            continue
+        columns["query"].append(row["query"])
+        columns["positive"].append(positives[0]["text"])
+        for j, text in enumerate(texts[:num_negatives], start=1):
+            columns[f"negative_{j}"].append(text)
+    if short:
+        log.warning("%s: %d rows with fewer than %d negatives left out", where, short, num_negatives)
+    if not columns["query"]:
+        raise DataError(where, f"no row has {num_negatives} negative passages")
+    return _dataset(columns)
 
 
 def hub_distillation(hub_id: str = "lightonai/ms-marco-en-bge", n_ways: int = 32, max_rows: int | None = None):
