@@ -101,6 +101,42 @@ def choose_backend(
     return Backend(dev, None, "float32")
 
 
+def unpadded_path(model: Any, enabled: bool = True) -> str | None:
+    """Attention the unpadded forward (``encoders.unpadded``) uses for ``model``: ``"flash_attn_varlen"``
+    (CUDA with flash-attn) or ``"sdpa"``; ``None`` when switched off or ``model`` is not a
+    ``ModernBertModel`` (then transformers' padded forward runs)."""
+    if not enabled or model is None:
+        return None
+    from .unpadded import UnpaddedModernBert, is_modernbert
+
+    if not is_modernbert(model):
+        return None
+    return UnpaddedModernBert(model).attention_path()
+
+
+def planned_paths(device: str | None = None) -> dict[str, dict[str, str]]:
+    """What each model kind runs on this machine (for ``mbert-retrieval doctor``), without loading a model."""
+    dev = resolve_device(device)
+    modern = choose_backend("modernbert", dev)
+    other = choose_backend(None, dev)
+    flash = dev.startswith("cuda") and flash_attn_available()
+    fast = "flash_attn_varlen (cu_seqlens, window_size)" if flash else "sdpa per sequence + blocked sliding window"
+    return {
+        "modernbert": {
+            "device": dev,
+            "dtype": modern.dtype,
+            "padded attention (unpad off, training)": modern.attn_implementation or "default",
+            "unpadded inference (default)": fast,
+        },
+        "other (bert, ...)": {
+            "device": dev,
+            "dtype": other.dtype,
+            "padded attention": other.attn_implementation or "transformers default (sdpa)",
+            "unpadded inference (default)": "not available: padded batches sorted by length",
+        },
+    }
+
+
 def torch_dtype(name: str):
     import torch
 

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import Backend, apply_verbosity, fingerprint_module, plan_load
+from .backend import Backend, apply_verbosity, fingerprint_module, plan_load, unpadded_path
+from .unpadded import unpadded
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class ColBERTEncoder:
         embedding_size: projection size for a plain encoder (default 128); a checkpoint keeps its own.
         batch_size, device, attn_implementation, trust_remote_code: as for ``DenseEncoder``.
         seed: seeds the random projection and marker embeddings added to a plain encoder.
+        unpad: run ModernBERT through the unpadded forward (``encoders.unpadded``) for documents and
+            for queries whose padding is not read back (all but ``[MASK]`` expansion with the
+            expansion tokens masked out as keys, whose outputs are used). On by default.
     """
 
     kind = "colbert"
@@ -60,6 +64,7 @@ class ColBERTEncoder:
         normalize: bool | None = None,
         max_seq_length: int | None = None,
         seed: int = 0,
+        unpad: bool = True,
     ) -> None:
         import torch
         from pylate import models
@@ -102,6 +107,7 @@ class ColBERTEncoder:
         self.document_prompt = document_prompt
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.unpad = unpad
         self._dim: int | None = None
         self._fingerprint: str | None = None
 
@@ -141,7 +147,17 @@ class ColBERTEncoder:
             self._dim = int(self.encode_queries(["dimension probe"], desc="")[0].shape[1])
         return self._dim
 
+    @property
+    def unpadded_path(self) -> str | None:
+        """The attention of the unpadded forward used for documents, or ``None`` (see ``DenseEncoder``)."""
+        return unpadded_path(self.transformer_model, self.unpad)
+
+    def _unpad_queries(self) -> bool:
+        """Padded query positions are read back (not skipped) only with expansion tokens masked as keys."""
+        return not self.query_expansion or bool(getattr(self.model, "attend_to_expansion_tokens", False))
+
     def fingerprint(self) -> str:
+        """Weights and settings that change an embedding (not ``unpad``: same embeddings, caches reused)."""
         if self._fingerprint is None:
             settings = {
                 "kind": self.kind,
@@ -173,6 +189,7 @@ class ColBERTEncoder:
             "device": self.backend.device,
             "dtype": self.backend.dtype,
             "attn_implementation": self.backend.attn_implementation or "default",
+            "unpadded": self.unpadded_path,
         }
 
     # -- encoding -------------------------------------------------------------------------
@@ -189,9 +206,13 @@ class ColBERTEncoder:
         out: list[np.ndarray | None] = [None] * n
         order = sorted(range(n), key=lambda i: -len(texts[i]))
         chunk = max(self.batch_size * 8, 1)
-        with tqdm(
-            total=n, desc=desc, unit="text", disable=not self.show_progress or not desc or n == 0, leave=False
-        ) as bar:
+        fast = self.unpad and (not is_query or self._unpad_queries())
+        with (
+            tqdm(
+                total=n, desc=desc, unit="text", disable=not self.show_progress or not desc or n == 0, leave=False
+            ) as bar,
+            unpadded(self.transformer_model, enabled=fast),
+        ):
             for start in range(0, n, chunk):
                 idx = order[start : start + chunk]
                 mats = self.model.encode(

@@ -20,7 +20,9 @@ from .backend import (
     apply_verbosity,
     fingerprint_module,
     plan_load,
+    unpadded_path,
 )
+from .unpadded import unpadded
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ class DenseEncoder:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default a GPU when visible.
         attn_implementation: override the automatic choice (see ``encoders.backend``).
         trust_remote_code: allow the checkpoint to run its own Python code. Off by default.
+        unpad: run ModernBERT through the unpadded forward (``encoders.unpadded``: packed tokens,
+            real sliding-window attention; same embeddings within fp32 rounding). On by default;
+            ignored for other architectures.
     """
 
     kind = "dense"
@@ -58,6 +63,7 @@ class DenseEncoder:
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
+        unpad: bool = True,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -110,6 +116,7 @@ class DenseEncoder:
         self.normalize = (similarity == "cosine") if normalize is None else normalize
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.unpad = unpad
         self._fingerprint: str | None = None
 
     # -- facts about the model ------------------------------------------------------------
@@ -138,8 +145,14 @@ class DenseEncoder:
     def max_seq_length(self) -> int:
         return int(self.model.max_seq_length)
 
+    @property
+    def unpadded_path(self) -> str | None:
+        """The attention of the unpadded forward in use (``"sdpa"``, ``"flash_attn_varlen"``), or ``None``."""
+        return unpadded_path(self.transformer_model, self.unpad)
+
     def fingerprint(self) -> str:
-        """A content hash of the weights and every setting that changes an embedding."""
+        """A content hash of the weights and every setting that changes an embedding (not ``unpad``:
+        the unpadded forward gives the same embeddings, so cached ones are reused)."""
         if self._fingerprint is None:
             settings = {
                 "max_seq_length": self.max_seq_length,
@@ -170,6 +183,7 @@ class DenseEncoder:
             "device": self.backend.device,
             "dtype": self.backend.dtype,
             "attn_implementation": self.backend.attn_implementation or "default",
+            "unpadded": self.unpadded_path,
         }
 
     # -- encoding -------------------------------------------------------------------------
@@ -187,7 +201,10 @@ class DenseEncoder:
         # Longest first, as sentence-transformers does inside one call; chunks keep the bar moving.
         order = sorted(range(n), key=lambda i: -len(texts[i]))
         chunk = max(self.batch_size * 8, 1)
-        with tqdm(total=n, desc=desc, unit="text", disable=not self.show_progress or n == 0, leave=False) as bar:
+        with (
+            tqdm(total=n, desc=desc, unit="text", disable=not self.show_progress or n == 0, leave=False) as bar,
+            unpadded(self.transformer_model, enabled=self.unpad),
+        ):
             for start in range(0, n, chunk):
                 idx = order[start : start + chunk]
                 emb = fn(
