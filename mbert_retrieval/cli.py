@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cli_index import add_parsers as add_index_parsers
+from .cli_report import add_parsers as add_report_parsers
 from .cli_train import add_parsers as add_train_parsers
 from .errors import MbertRetrievalError
 
@@ -37,7 +38,23 @@ examples:
   # offline, nothing to download: code search over this Python's standard library
   mbert-retrieval eval --suite stdlib --model PATH --out out/stdlib
 
-outputs (in --out): results.json, results.md, runs/<dataset>.trec, config.resolved.yaml, cache/
+  # BM25 (bm25s; MTEB's baseline settings: English stopwords, Snowball stemmer, k1 1.5, b 0.75)
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model bm25 --out out/bm25
+  mbert-retrieval eval --suite longembed --datasets qmsum --data-dir ./data --model bm25 --bm25-preset pyserini \
+      --out out/bm25-pyserini
+
+  # long documents and code from the hub (pinned revisions; fetched once into the hub cache)
+  mbert-retrieval eval --suite mldr --download --model PATH --out out/mldr
+  mbert-retrieval eval --suite codesearchnet --download --model bm25 --out out/csn-bm25
+
+  # fuse saved runs (result folders of earlier evals) and BM25 by reciprocal rank fusion, or by
+  # a weighted sum of min-max (or z-score) normalised scores
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm --out out/rrf
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm \
+      --fuse-method weighted --fuse-weights 0.3,0.7 --fuse-norm zscore --out out/weighted
+
+outputs (in --out): results.json, results.md, runs/<dataset>.trec, per_query/<dataset>.json ({metric: {query: value}}),
+config.resolved.yaml, cache/
 """
 
 
@@ -55,7 +72,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", help="comma-separated dataset names of the suite (default: all of them)")
     p.add_argument("--data-dir", help="folder holding one BEIR folder per dataset, DIR/<name> (default: OUT/data)")
     p.add_argument("--download", action="store_true", help="download BEIR datasets missing from --data-dir")
-    p.add_argument("--model", required=True, help="hub id or local path: sentence-transformers, PyLate or plain HF")
+    p.add_argument(
+        "--model", help="hub id or local path: sentence-transformers, PyLate or plain HF; or `bm25` (bm25s, no model)"
+    )
     p.add_argument(
         "--kind",
         choices=["dense", "colbert"],
@@ -84,6 +103,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
     p.add_argument("--overwrite", action="store_true", help="recompute everything, replacing results in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    lex = p.add_argument_group("BM25 (--model bm25, or bm25 in --fuse)")
+    lex.add_argument(
+        "--bm25-preset", choices=["mteb", "pyserini"], help="mteb: k1 1.5, b 0.75 (default); pyserini: k1 0.9, b 0.4"
+    )
+    lex.add_argument("--bm25-k1", type=float, help="term-frequency saturation (overrides the preset)")
+    lex.add_argument("--bm25-b", type=float, help="length normalisation (overrides the preset)")
+    fu = p.add_argument_group("fusion (instead of --model)")
+    fu.add_argument(
+        "--fuse",
+        metavar="SOURCES",
+        help="comma-separated: `bm25` and/or result folders of earlier evals (their runs/ are fused)",
+    )
+    fu.add_argument("--fuse-method", choices=["rrf", "weighted"], default="rrf", help="default rrf")
+    fu.add_argument("--rrf-k", type=float, default=60.0, help="rrf: rank constant (default 60)")
+    fu.add_argument("--fuse-weights", help="comma-separated weight per source (default: all 1)")
+    fu.add_argument(
+        "--fuse-norm", choices=["minmax", "zscore"], default="minmax", help="weighted: per-query normalisation"
+    )
     p.set_defaults(func=_cmd_eval)
 
 
@@ -91,7 +128,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .catalog import load_index_spec, load_suite
-    from .config import EncoderConfig, EvalConfig
+    from .config import BM25Config, EncoderConfig, EvalConfig, FusionConfig
     from .errors import ConfigError
     from .pipeline import run_eval
     from .report import markdown_table
@@ -108,14 +145,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
     top_k = args.top_k or suite.top_k
     cache_dir = None if args.no_cache else str(Path(args.cache_dir or Path(args.out) / "cache"))
+    if bool(args.model) == bool(args.fuse):
+        raise ConfigError("give either --model (a model, or bm25) or --fuse SOURCES")
     try:
+        bm25 = BM25Config.preset(args.bm25_preset or "mteb")
+        if args.bm25_k1 is not None or args.bm25_b is not None:
+            bm25 = BM25Config(
+                k1=bm25.k1 if args.bm25_k1 is None else args.bm25_k1, b=bm25.b if args.bm25_b is None else args.bm25_b
+            )
+        fusion = None
+        if args.fuse:
+            weights = None
+            if args.fuse_weights:
+                try:
+                    weights = [float(w) for w in args.fuse_weights.split(",")]
+                except ValueError:
+                    raise ConfigError(
+                        f"--fuse-weights: not a comma-separated list of numbers: {args.fuse_weights!r}"
+                    ) from None
+            fusion = FusionConfig(
+                sources=[s.strip() for s in args.fuse.split(",") if s.strip()],
+                method=args.fuse_method,
+                k=args.rrf_k,
+                weights=weights,
+                normalisation=args.fuse_norm,
+            )
         cfg = EvalConfig(
             suite=suite,
             datasets=names,
             split=args.split,
             data_dir=args.data_dir,
             download=args.download,
-            encoder=EncoderConfig(
+            bm25=bm25,
+            fusion=fusion,
+            encoder=None
+            if fusion
+            else EncoderConfig(
                 model=args.model,
                 batch_size=args.batch_size,
                 max_seq_length=args.max_seq_length,
@@ -139,7 +204,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from pydantic import ValidationError
 
         if isinstance(e, ValidationError):
-            problems = [f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg']}" for err in e.errors()]
+            problems = [
+                f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
+                if err["loc"]
+                else err["msg"].removeprefix("Value error, ")
+                for err in e.errors()
+            ]
             raise ConfigError("invalid option " + "; ".join(problems)) from None
         raise
     results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
@@ -253,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_train(sub)
     add_index_parsers(sub)
+    add_report_parsers(sub)
     add_train_parsers(sub)
     _add_ls(sub)
     return parser

@@ -21,25 +21,71 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class HubSource(Strict):
+    """Where a dataset lives on the Hugging Face hub, pinned to a commit, and how its files are laid out.
+
+    Formats (files are read one by one with ``datasets``; see ``data/hub.py``):
+
+    - ``beir``: BEIR tables as ``push_to_hub`` writes them: config ``default`` in ``data/``, any other
+      config in a folder of its name, files ``<split>-*.parquet`` (or ``.jsonl``); corpus rows
+      ``_id, title, text``, query rows ``_id, text`` (``partition`` if ``queries_partition``), qrels
+      rows ``query-id, corpus-id, score``. CoIR datasets (CodeSearchNet, StackOverflow-QA).
+    - ``longembed``: ``<config>/corpus.jsonl`` (``doc_id, text``), ``queries.jsonl`` (``qid, text``),
+      ``qrels.jsonl`` (``qid, doc_id``), each row possibly with ``context_length`` (needle, passkey).
+    - ``mldr``: ``mldr-v1.0-<config>/corpus.jsonl.gz`` (``docid, text``) and ``<split>.jsonl.gz``
+      (``query_id, query, positive_passages[{docid, text}]``).
+    """
+
+    repo: str = Field(description="hub dataset id, or a local folder holding a copy of the repository's files")
+    revision: str = Field(
+        pattern=r"^[0-9a-f]{40}$", description="the commit the numbers refer to (40 hex digits): hub data is pinned"
+    )
+    format: Literal["beir", "longembed", "mldr"]
+    config: str | None = Field(None, description="longembed: config (qmsum, needle, ...); mldr: language (en)")
+    corpus_config: str = Field("corpus", description="beir: config of the corpus ('{subset}' is replaced)")
+    queries_config: str = Field("queries", description="beir: config of the queries ('{subset}' is replaced)")
+    qrels_config: str = Field("default", description="beir: config of the qrels ('{subset}' is replaced)")
+    corpus_split: str = Field("corpus", description="beir: split name of the corpus files")
+    queries_split: str = Field("queries", description="beir: split name of the query files")
+    queries_partition: bool = Field(
+        False, description="beir: keep only queries whose 'partition' field equals the evaluated split (CoIR)"
+    )
+
+    @model_validator(mode="after")
+    def _config_needed(self) -> HubSource:
+        if self.format in ("longembed", "mldr") and not self.config:
+            raise ValueError(f"format {self.format!r} needs 'config'")
+        return self
+
+
 class DatasetSpec(Strict):
     """One dataset of a suite."""
 
     name: str = Field(description="dataset name; also the folder name under --data-dir unless `folder` is set")
     split: str = Field("test", description="qrels split evaluated by default")
-    source: Literal["beir", "stdlib"] = Field(
-        "beir", description="beir: a BEIR folder (downloadable by name); stdlib: built from the Python stdlib"
+    source: Literal["beir", "stdlib", "hub"] = Field(
+        "beir",
+        description="beir: a BEIR folder (downloadable by name); stdlib: built from the Python stdlib; "
+        "hub: a BEIR folder under --data-dir when present, else the pinned hub copy (with --download)",
     )
+    hub: HubSource | None = Field(None, description="source hub: the pinned hub dataset")
     folder: str | None = Field(None, description="folder under --data-dir, if not `name`")
     subsets: list[str] | None = Field(
-        None, description="sub-folders evaluated separately and averaged (CQADupStack's 12 forums)"
+        None,
+        description="parts evaluated separately and averaged: sub-folders (CQADupStack's 12 forums); for hub "
+        "sources '{subset}' in config names (CodeSearchNet languages) or context lengths (LongEmbed needle/passkey)",
     )
     ignore_identical_ids: bool = Field(
         False, description="drop a hit whose document id equals the query id (BEIR/MTEB do for ArguAna, Quora)"
     )
     max_docs: int | None = Field(None, ge=1, description="stdlib source only: keep this many examples")
     document_length: int | None = Field(
-        None, ge=1, description="ColBERT document tokens for this dataset (long documents: up to 8192)"
+        None,
+        ge=1,
+        description="document tokens for this dataset (long documents: 8192): ColBERT document length; "
+        "dense models keep their max_seq_length (set it with --max-seq-length); reported with the truncated count",
     )
+    main_metric: str | None = Field(None, description="this dataset's headline metric, if not the suite's")
     paper_name: str | None = Field(None, description="the name used in the paper's tables")
 
     @model_validator(mode="after")
@@ -48,6 +94,8 @@ class DatasetSpec(Strict):
             raise ValueError("max_docs applies only to source 'stdlib'")
         if self.subsets is not None and not self.subsets:
             raise ValueError("subsets, when given, must not be empty")
+        if (self.source == "hub") != (self.hub is not None):
+            raise ValueError("source 'hub' and the 'hub' section go together")
         return self
 
     @property
@@ -85,6 +133,11 @@ class SuiteSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"dataset names repeat: {dupes}")
+        for d in self.datasets:
+            if d.main_metric is not None and d.main_metric not in self.metrics:
+                raise ValueError(
+                    f"dataset {d.name!r}: main_metric {d.main_metric!r} is not among metrics {self.metrics}"
+                )
         deepest = max(parse_measure(m).cutoff for m in self.metrics)
         if self.top_k < deepest:
             raise ValueError(f"top_k {self.top_k} is below the deepest metric cutoff {deepest}")
@@ -213,19 +266,81 @@ class EncoderConfig(Strict):
         return self
 
 
+BM25_PRESETS: dict[str, dict[str, float]] = {"mteb": {"k1": 1.5, "b": 0.75}, "pyserini": {"k1": 0.9, "b": 0.4}}
+
+
+class BM25Config(Strict):
+    """BM25 (bm25s) settings, used when the model is ``bm25``. Defaults: MTEB's ``baseline-bm25s``."""
+
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stopwords: Literal["en"] | None = Field("en", description="bm25s' English stopword list, or none")
+    stemmer: str | None = Field("english", description="PyStemmer (Snowball) language, or none")
+
+    @classmethod
+    def preset(cls, name: str) -> BM25Config:
+        """``mteb`` (k1 1.5, b 0.75) or ``pyserini`` (k1 0.9, b 0.4; same tokenization)."""
+        if name not in BM25_PRESETS:
+            raise ConfigError(f"unknown BM25 preset {name!r}; choose from {', '.join(BM25_PRESETS)}")
+        return cls(**BM25_PRESETS[name])
+
+
+class FusionConfig(Strict):
+    """Runs to fuse: ``bm25`` (computed on the fly) or result folders of earlier evals (their ``runs/``)."""
+
+    sources: list[str] = Field(min_length=2)
+    method: Literal["rrf", "weighted"] = "rrf"
+    k: float = Field(60.0, ge=0, description="rrf: rank constant")
+    weights: list[float] | None = Field(None, description="one non-negative weight per source (default: all 1)")
+    normalisation: Literal["minmax", "zscore"] = Field("minmax", description="weighted: per-query score normalisation")
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> FusionConfig:
+        if self.weights is not None:
+            if len(self.weights) != len(self.sources):
+                raise ValueError(f"{len(self.weights)} weights for {len(self.sources)} sources")
+            if any(w < 0 for w in self.weights):
+                raise ValueError("weights must be non-negative")
+        return self
+
+
 class EvalConfig(Strict):
-    """Everything an eval run used; saved as ``config.resolved.yaml`` beside its results."""
+    """Everything an eval run used; saved as ``config.resolved.yaml`` beside its results.
+
+    ``encoder.model == "bm25"`` runs BM25 (``bm25`` settings) instead of a neural encoder; ``fusion``
+    instead of ``encoder`` fuses saved runs.
+    """
 
     suite: SuiteSpec
     datasets: list[str]
     split: str | None = None
     data_dir: str | None = None
     download: bool = False
-    encoder: EncoderConfig
+    encoder: EncoderConfig | None = None
+    bm25: BM25Config = Field(default_factory=BM25Config, description="used when encoder.model is 'bm25'")
+    fusion: FusionConfig | None = None
     index: IndexSpecFile | None = Field(None, description="default: faiss-flat (dense) or plaid (colbert)")
     top_k: int = Field(1000, ge=1)
     out: str
     cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> EvalConfig:
+        if (self.encoder is None) == (self.fusion is None):
+            raise ValueError("give either an encoder (a model, or bm25) or a fusion of runs")
+        bm25_used = self.encoder is not None and self.encoder.model == "bm25"
+        if self.fusion is not None:
+            bm25_used = "bm25" in self.fusion.sources
+        if not bm25_used and self.bm25 != BM25Config():
+            raise ValueError("bm25 settings apply only when the model (or a fused source) is bm25")
+        if self.index is not None and (self.fusion is not None or self.is_bm25):
+            raise ValueError("an index spec applies to neural models only (not to bm25 or fusion)")
+        return self
+
+    @property
+    def is_bm25(self) -> bool:
+        return self.encoder is not None and self.encoder.model == "bm25"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
-"""The eval flow: suite datasets -> encoder -> index -> run -> metrics -> results files.
+"""The eval flow: suite datasets -> encoder (or BM25, or a fusion of runs) -> run -> metrics -> results files.
 
 The one module that joins encoders, indexes, datasets and metrics. Per dataset: encode the corpus
 (through the shard cache, so a killed run resumes), add it to the index of the spec (exact FAISS for
 dense models and PLAID for ColBERT by default), encode the queries, search the top ``k``, score,
-and write ``runs/<dataset>.trec`` and ``results.json``
+and write ``runs/<dataset>.trec``, ``per_query/<dataset>.json`` and ``results.json``
 (atomically, after each dataset: a run stopped half-way keeps what it finished).
+
+The model ``bm25`` runs bm25s instead of an encoder (``bm25.py``); ``EvalConfig.fusion`` fuses the
+runs of earlier result folders (and BM25 computed on the fly) with ``fusion.py``. Both write the
+same files as a model does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -20,22 +26,23 @@ import yaml
 
 from .cache import iter_document_embeddings
 from .catalog import load_index_spec
-from .config import DatasetSpec, EvalConfig, IndexSpec, IndexSpecFile
+from .config import BM25Config, DatasetSpec, EvalConfig, FusionConfig, IndexSpec, IndexSpecFile
 from .data import iter_datasets
 from .encoders import Encoder, encoder_from_config
 from .errors import DataError, OutputExistsError
 from .indexes import check_compatible, make_index
 from .io import write_json, write_text
-from .metrics import evaluate
+from .metrics import Evaluation, evaluate
 from .report import markdown_table
-from .runs import write_run
-from .types import RetrievalDataset
+from .runs import read_run, write_run
+from .types import RetrievalDataset, Run
 from .versions import versions
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.resolved.yaml"
+PER_QUERY_DIR = "per_query"
 
 
 def result_key(spec: DatasetSpec, split: str) -> str:
@@ -49,8 +56,6 @@ def default_index(encoder_kind: str) -> IndexSpecFile:
 
 
 def _read_results(path: Path) -> dict[str, Any] | None:
-    import json
-
     if not path.is_file():
         return None
     try:
@@ -73,8 +78,10 @@ def evaluate_dataset(
     run_path: Path,
     cache_dir: Path | None,
     index_dir: Path,
+    per_query_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Encode, index, search and score one loaded dataset; write its TREC run. Returns its record."""
+    """Encode, index, search and score one loaded dataset; write its TREC run (and per-query scores
+    to ``per_query_path``). Returns its record."""
     log.info("%s", ds.summary())
     multi = encoder.kind == "colbert"
     seconds: dict[str, float] = {"encode_documents": 0.0, "index": 0.0}
@@ -83,10 +90,15 @@ def evaluate_dataset(
     if count_truncated is not None:
         truncated = count_truncated(ds.corpus_texts)
         limit = getattr(encoder, "max_seq_length", None)
-        if truncated:
-            log.warning(
-                "%s: %d of %d documents exceed %s tokens and are truncated", ds.name, truncated, ds.n_docs, limit
-            )
+        log.log(
+            logging.WARNING if truncated else logging.INFO,
+            "%s: %d of %d documents exceed %s tokens and are truncated to %s",
+            ds.name,
+            truncated,
+            ds.n_docs,
+            limit,
+            limit,
+        )
     index = make_index(index_spec, encoder.dim, folder=index_dir)
     t = time.perf_counter()
     for rows, emb in iter_document_embeddings(
@@ -115,8 +127,7 @@ def evaluate_dataset(
     if index_spec.kind in ("plaid", "voyager"):  # on-disk indices: finish them with their manifest
         index.save(meta={"encoder": encoder.describe(), "versions": versions()})
 
-    ev = evaluate(ds.qrels, run, metrics)
-    write_run(run_path, run, tag=f"mbert-retrieval_{encoder.name.rstrip('/').split('/')[-1]}")
+    ev = _score_and_write(ds, run, metrics, run_path, per_query_path, encoder.name.rstrip("/").split("/")[-1])
     return {
         "split": ds.split,
         "source": ds.source,
@@ -135,6 +146,161 @@ def evaluate_dataset(
     }
 
 
+def _score_and_write(
+    ds: RetrievalDataset, run: Run, metrics: list[str], run_path: Path, per_query_path: Path | None, tag: str
+) -> Evaluation:
+    """Score ``run``, write it as TREC and the per-query values as ``{metric: {query_id: value}}``."""
+    ev = evaluate(ds.qrels, run, metrics)
+    write_run(run_path, run, tag=f"mbert-retrieval_{tag}")
+    if per_query_path is not None:
+        write_json(per_query_path, ev.per_query)
+    return ev
+
+
+def _lexical_record(
+    ds: RetrievalDataset, ev: Evaluation, top_k: int, ignore_identical_ids: bool, seconds: dict
+) -> dict:
+    return {
+        "split": ds.split,
+        "source": ds.source,
+        "n_docs": ds.n_docs,
+        "n_queries": ev.n_queries,
+        "n_queries_without_results": ev.n_missing,
+        "truncated_documents": 0,  # BM25 reads whole documents; fused runs keep their sources' records
+        "max_seq_length": None,
+        "ignore_identical_ids": ignore_identical_ids,
+        "top_k": top_k,
+        "ms_per_query": round(1000 * seconds.get("search", 0.0) / max(1, len(ds.queries)), 3),
+        "warnings": ds.warnings,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "metrics": ev.means,
+    }
+
+
+def bm25_dataset_run(
+    ds: RetrievalDataset, settings: BM25Config, *, top_k: int, ignore_identical_ids: bool, progress: bool
+) -> tuple[Run, dict[str, float]]:
+    """BM25 top ``top_k`` for one loaded dataset, and its wall time (index + search, seconds)."""
+    from .bm25 import bm25_search
+
+    t = time.perf_counter()
+    run = bm25_search(
+        ds.corpus_ids,
+        ds.corpus_texts,
+        ds.queries,
+        top_k,
+        **settings.model_dump(),
+        ignore_identical_ids=ignore_identical_ids,
+        progress=progress,
+    )
+    return run, {"search": time.perf_counter() - t}
+
+
+def evaluate_bm25_dataset(
+    ds: RetrievalDataset,
+    settings: BM25Config,
+    *,
+    metrics: list[str],
+    top_k: int,
+    ignore_identical_ids: bool,
+    run_path: Path,
+    per_query_path: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """BM25 on one loaded dataset: index, search, score, write its run and per-query scores."""
+    log.info("%s", ds.summary())
+    log.info("%s: BM25 reads whole documents (no truncation)", ds.name)
+    run, seconds = bm25_dataset_run(
+        ds, settings, top_k=top_k, ignore_identical_ids=ignore_identical_ids, progress=progress
+    )
+    ev = _score_and_write(ds, run, metrics, run_path, per_query_path, "bm25")
+    return {**_lexical_record(ds, ev, top_k, ignore_identical_ids, seconds), "index": "bm25s"}
+
+
+def _fusion_sources(fusion: FusionConfig, settings: BM25Config) -> list[dict[str, Any]]:
+    """What each fused source is: BM25 settings, or the results folder's model and fingerprint."""
+    from .bm25 import describe as describe_bm25
+
+    sources = []
+    for source in fusion.sources:
+        if source == "bm25":
+            sources.append({"source": "bm25", **describe_bm25(**settings.model_dump())})
+            continue
+        folder = Path(source)
+        results = _read_results(folder / RESULTS_FILE)
+        if results is None:
+            raise DataError(folder / RESULTS_FILE, "not found: a fused source is 'bm25' or a results folder of eval")
+        sources.append(
+            {
+                "source": str(folder),
+                "model": results.get("model"),
+                "fingerprint": results.get("encoder", {}).get("fingerprint"),
+                "results": results,
+            }
+        )
+    return sources
+
+
+def _source_run(source: dict[str, Any], key: str, sub: str | None, split: str) -> Run:
+    """The saved run of ``key`` (subset ``sub``) in a results folder, after checking it is the same split."""
+    folder = Path(source["source"])
+    record = source["results"].get("datasets", {}).get(key)
+    if record is None or key not in source["results"].get("metrics", {}):
+        raise DataError(folder / RESULTS_FILE, f"no finished run of dataset {key!r}; evaluate it there first")
+    if record.get("split") != split:
+        raise DataError(
+            folder / RESULTS_FILE, f"dataset {key!r} was evaluated on split {record.get('split')!r}, not {split!r}"
+        )
+    path = folder / "runs" / (f"{key}/{sub}.trec" if sub else f"{key}.trec")
+    return read_run(path)
+
+
+def evaluate_fused_dataset(
+    ds: RetrievalDataset,
+    fusion: FusionConfig,
+    sources: list[dict[str, Any]],
+    settings: BM25Config,
+    *,
+    key: str,
+    sub: str | None,
+    metrics: list[str],
+    top_k: int,
+    ignore_identical_ids: bool,
+    run_path: Path,
+    per_query_path: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fuse the sources' runs of one loaded dataset (BM25 computed here), score, write."""
+    from .fusion import fuse
+
+    log.info("%s", ds.summary())
+    seconds: dict[str, float] = {}
+    runs: list[Run] = []
+    for source in sources:
+        if source["source"] == "bm25":
+            run, took = bm25_dataset_run(
+                ds, settings, top_k=top_k, ignore_identical_ids=ignore_identical_ids, progress=progress
+            )
+            seconds["bm25"] = took["search"]
+            runs.append(run)
+        else:
+            runs.append(_source_run(source, key, sub, ds.split))
+    t = time.perf_counter()
+    fused = fuse(
+        runs, fusion.method, k=fusion.k, weights=fusion.weights, normalisation=fusion.normalisation, top_k=top_k
+    )
+    seconds["search"] = time.perf_counter() - t
+    ev = _score_and_write(ds, fused, metrics, run_path, per_query_path, fusion.method)
+    record = _lexical_record(ds, ev, top_k, ignore_identical_ids, seconds)
+    record["truncated_documents"] = None
+    record["index"] = f"fusion-{fusion.method}"
+    return record
+
+
+def _fingerprint(data: Any) -> str:
+    return hashlib.blake2b(json.dumps(data, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
 def run_eval(
     cfg: EvalConfig,
     *,
@@ -142,7 +308,8 @@ def run_eval(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``cfg.encoder`` on ``cfg.datasets`` of ``cfg.suite``; write and return the results.
+    """Evaluate ``cfg.encoder`` (a model, or ``bm25``) or ``cfg.fusion`` on ``cfg.datasets`` of
+    ``cfg.suite``; write and return the results.
 
     Re-running into the same ``--out`` with the same encoder skips datasets already finished with
     the same settings (resume); a different encoder there is refused unless ``overwrite``.
@@ -151,31 +318,58 @@ def run_eval(
     results_path = out / RESULTS_FILE
     existing = None if overwrite else _read_results(results_path)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]  # unknown names fail before any work
-    encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
-    index_file = cfg.index or default_index(encoder.kind)
-    check_compatible(index_file.index, encoder.kind)
-    described = encoder.describe()
+    index_file: IndexSpecFile | None = None
+    sources: list[dict[str, Any]] = []
+    if cfg.fusion is not None:
+        mode = "fusion"
+        sources = _fusion_sources(cfg.fusion, cfg.bm25)
+        public = [{k: v for k, v in s.items() if k != "results"} for s in sources]
+        described = {
+            "name": f"{cfg.fusion.method}({', '.join(Path(s['source']).name for s in sources)})",
+            "kind": "fusion",
+            **cfg.fusion.model_dump(),
+            "sources": public,
+        }
+        described["fingerprint"] = "fusion-" + _fingerprint({**cfg.fusion.model_dump(), "sources": public})
+        model_name = described["name"]
+    elif cfg.is_bm25:
+        from .bm25 import describe as describe_bm25
+
+        mode = "bm25"
+        described = describe_bm25(**cfg.bm25.model_dump())
+        model_name = "bm25"
+    else:
+        assert cfg.encoder is not None
+        mode = "encoder"
+        encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
+        index_file = cfg.index or default_index(encoder.kind)
+        check_compatible(index_file.index, encoder.kind)
+        described = encoder.describe()
+        model_name = cfg.encoder.model
     if existing is not None and existing["encoder"].get("fingerprint") != described["fingerprint"]:
         raise OutputExistsError(
             f"{results_path} holds results of another model or encoder setting "
             f"({existing['encoder'].get('name')}); choose another --out or pass --overwrite"
         )
-    log.info(
-        "encoder %s: dim %d, max_seq_length %s, %s on %s (%s)",
-        described["name"],
-        described["dim"],
-        described.get("max_seq_length"),
-        described.get("attn_implementation"),
-        described.get("device"),
-        described.get("dtype"),
-    )
+    if mode == "encoder":
+        log.info(
+            "encoder %s: dim %d, max_seq_length %s, %s on %s (%s)",
+            described["name"],
+            described["dim"],
+            described.get("max_seq_length"),
+            described.get("attn_implementation"),
+            described.get("device"),
+            described.get("dtype"),
+        )
+    else:
+        log.info("%s: %s", mode, json.dumps({k: v for k, v in described.items() if k != "sources"}))
     results: dict[str, Any] = existing or {}
     results.update(
         {
             "suite": cfg.suite.name,
-            "model": cfg.encoder.model,
+            "model": model_name,
             "encoder": described,
-            "index": {"name": index_file.name, **index_file.index.model_dump()},
+            "index": {"name": index_file.name, **index_file.index.model_dump()} if index_file else {"name": mode},
             "main_metric": cfg.suite.main_metric,
             "metric_names": list(cfg.suite.metrics),
             "versions": versions(),
@@ -189,42 +383,72 @@ def run_eval(
     write_text(out / CONFIG_FILE, yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
     data_dir = Path(cfg.data_dir) if cfg.data_dir else out / "data"
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    metrics = list(cfg.suite.metrics)
 
     for spec in specs:
         split = cfg.split or spec.split
         key = result_key(spec, split)
-        settings = {
+        settings: dict[str, Any] = {
             "top_k": cfg.top_k,
-            "metrics": list(cfg.suite.metrics),
+            "metrics": metrics,
             "split": split,
-            "index": index_file.index.model_dump(),
             "document_length": spec.document_length,
         }
+        if mode == "encoder":
+            assert index_file is not None
+            settings["index"] = index_file.index.model_dump()
+        elif mode == "bm25":
+            settings["bm25"] = cfg.bm25.model_dump()
+        else:
+            settings["fusion"] = described["fingerprint"]
         done = results["datasets"].get(key)
         if done is not None and done.get("settings") == settings and key in results["metrics"]:
             log.info("%s: already in %s, skipped (pass --overwrite to recompute)", key, results_path)
             continue
         records: dict[str, dict[str, Any]] = {}
-        if spec.document_length is not None and cfg.encoder.document_length is None:
+        if mode == "encoder" and spec.document_length is not None:
+            assert cfg.encoder is not None and encoder is not None
             set_length = getattr(encoder, "set_document_length", None)
-            if set_length is not None:
+            if cfg.encoder.document_length is None and set_length is not None:
                 set_length(spec.document_length)
+            elif set_length is None and getattr(encoder, "max_seq_length", None) != spec.document_length:
+                log.info(
+                    "%s: the suite's document length %d applies to ColBERT; this dense model reads %s tokens "
+                    "(--max-seq-length changes it)",
+                    key,
+                    spec.document_length,
+                    getattr(encoder, "max_seq_length", None),
+                )
         for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=cfg.download):
             sub = ds.name.split("/", 1)[1] if "/" in ds.name else None
             run_name = f"{key}/{sub}" if sub else key
-            records[sub or key] = evaluate_dataset(
-                ds,
-                encoder,
-                index_spec=index_file.index,
-                index_dir=out / "indices" / run_name,
-                metrics=list(cfg.suite.metrics),
-                top_k=cfg.top_k,
-                ignore_identical_ids=spec.ignore_identical_ids,
-                run_path=out / "runs" / f"{run_name}.trec",
-                cache_dir=cache_dir,
-            )
+            common = {
+                "metrics": metrics,
+                "top_k": cfg.top_k,
+                "ignore_identical_ids": spec.ignore_identical_ids,
+                "run_path": out / "runs" / f"{run_name}.trec",
+                "per_query_path": out / PER_QUERY_DIR / f"{run_name}.json",
+            }
+            if mode == "bm25":
+                record = evaluate_bm25_dataset(ds, cfg.bm25, progress=progress, **common)
+            elif mode == "fusion":
+                assert cfg.fusion is not None
+                record = evaluate_fused_dataset(
+                    ds, cfg.fusion, sources, cfg.bm25, key=key, sub=sub, progress=progress, **common
+                )
+            else:
+                assert encoder is not None and index_file is not None
+                record = evaluate_dataset(
+                    ds,
+                    encoder,
+                    index_spec=index_file.index,
+                    index_dir=out / "indices" / run_name,
+                    cache_dir=cache_dir,
+                    **common,
+                )
+            records[sub or key] = record
         if spec.subsets:
-            means = {m: math.fsum(r["metrics"][m] for r in records.values()) / len(records) for m in cfg.suite.metrics}
+            means = {m: math.fsum(r["metrics"][m] for r in records.values()) / len(records) for m in metrics}
             record = {
                 "split": split,
                 "n_docs": sum(r["n_docs"] for r in records.values()),
@@ -232,11 +456,15 @@ def run_eval(
                 "aggregate": f"mean over {len(records)} subsets",
                 "subsets": records,
                 "run": f"runs/{key}/",
+                "per_query": f"{PER_QUERY_DIR}/{key}/",
             }
         else:
             record = records[key]
             means = record.pop("metrics")
             record["run"] = f"runs/{key}.trec"
+            record["per_query"] = f"{PER_QUERY_DIR}/{key}.json"
+        record["main_metric"] = spec.main_metric or cfg.suite.main_metric
+        record["document_length"] = spec.document_length
         record["settings"] = settings
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results["metrics"][key] = means

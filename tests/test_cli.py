@@ -13,7 +13,7 @@ import yaml
 from mbert_retrieval.cli import main
 from mbert_retrieval.runs import read_run
 
-EXPECTED_FILES = {"results.json", "results.md", "config.resolved.yaml", "runs/cosqa.trec"}
+EXPECTED_FILES = {"results.json", "results.md", "config.resolved.yaml", "runs/cosqa.trec", "per_query/cosqa.json"}
 
 
 @pytest.fixture

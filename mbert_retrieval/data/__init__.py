@@ -1,4 +1,4 @@
-"""Datasets: BEIR folders (local or downloaded by name) and the embedded stdlib code-search set."""
+"""Datasets: BEIR folders (local or downloaded by name), pinned hub datasets, the embedded stdlib code-search set."""
 
 from __future__ import annotations
 
@@ -16,12 +16,26 @@ def iter_datasets(
 ) -> Iterator[RetrievalDataset]:
     """Yield the dataset(s) of one suite entry, loaded one at a time (CQADupStack yields 12).
 
-    ``data_dir/<folder>`` is used when it exists; otherwise it is downloaded when ``download`` is
-    set (BEIR) or built (stdlib), else a clear error says where it was looked for.
+    ``data_dir/<folder>`` is used when it exists (a BEIR folder, for hub sources too); otherwise it
+    is downloaded when ``download`` is set (BEIR zip; hub: the pinned commit, through the hub
+    cache) or built (stdlib), else a clear error says where it was looked for.
     """
     data_dir = Path(data_dir)
     split = split or spec.split
     folder = data_dir / spec.folder_name
+    if spec.source == "hub" and not folder.is_dir():
+        assert spec.hub is not None
+        if not download and not Path(spec.hub.repo).expanduser().is_dir():
+            raise DataError(
+                folder,
+                f"dataset folder not found; pass --download to load {spec.hub.repo} at {spec.hub.revision[:12]} "
+                f"from the hub, or point --data-dir at the folder that holds {spec.folder_name}/ (BEIR format)",
+            )
+        from .hub import load_hub_dataset
+
+        for sub in spec.subsets or [None]:
+            yield load_hub_dataset(spec.hub, split, subset=sub, name=f"{spec.name}/{sub}" if sub else spec.name)
+        return
     if spec.source == "stdlib":
         from .stdlib import build_stdlib_dataset
 
