@@ -1,4 +1,4 @@
-"""``mbert-retrieval mine``: argparse and thin handlers.
+"""``mbert-retrieval mine`` and ``mbert-retrieval sweep``: argparse and thin handlers.
 
 ``add_parsers(sub)`` registers the commands on the main parser's subparsers (``cli.build_parser``
 calls it). Handlers raise ``MbertRetrievalError`` subclasses for user errors.
@@ -29,8 +29,24 @@ outputs: OUT (.jsonl or .tsv, loadable as data.train.source=triples) and OUT.sum
 """
 
 
+SWEEP_EXAMPLES = """\
+examples:
+  # the paper's DPR learning-rate sweep, picked by mean nDCG@10 of 4 BEIR datasets
+  mbert-retrieval sweep recipes/dpr.yaml --lr 1e-5,2e-5,3e-5,5e-5,8e-5,1e-4 --data-dir ./data \\
+      output_dir=out/dpr-sweep
+
+  # a small sweep on a CPU
+  mbert-retrieval sweep recipes/scifact-dense.yaml --lr 2e-5,5e-5 --datasets scifact --data-dir ../shared/data \\
+      model.base=PATH output_dir=out/sweep
+
+Each run trains into OUTPUT_DIR/lr-<value>/ and is evaluated into OUTPUT_DIR/lr-<value>/eval/.
+Run the same command again to resume: finished runs are skipped, an interrupted one resumes from its
+last checkpoint. Outputs: OUTPUT_DIR/sweep.json and OUTPUT_DIR/sweep.md.
+"""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``mine`` on the subparsers ``sub``."""
+    """Register ``mine`` and ``sweep`` on the subparsers ``sub``."""
     fmt = argparse.RawDescriptionHelpFormatter
     m = sub.add_parser(
         "mine",
@@ -64,6 +80,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--no-progress", action="store_true", help="no progress bars")
     m.set_defaults(func=cmd_mine)
 
+    s = sub.add_parser(
+        "sweep",
+        help="train a recipe at several learning rates and pick the best by mean nDCG@10",
+        description="Train one run per learning rate, evaluate each on BEIR datasets with the eval pipeline, "
+        "and pick the learning rate with the best mean nDCG@10 (the ModernBERT paper's selection).",
+        epilog=SWEEP_EXAMPLES,
+        formatter_class=fmt,
+    )
+    s.add_argument("recipe", help="recipe YAML path or shipped recipe name")
+    s.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides (all runs)")
+    s.add_argument("--lr", required=True, help="comma-separated learning rates, e.g. 1e-5,2e-5,5e-5")
+    s.add_argument(
+        "--datasets",
+        default="nfcorpus,scifact,trec-covid,fiqa",
+        help="comma-separated datasets of the suite to pick by (default: the paper's nfcorpus,scifact,trec-covid,fiqa)",
+    )
+    s.add_argument("--suite", default="beir", help="suite name or YAML holding the datasets (default beir)")
+    s.add_argument("--data-dir", help="folder with one BEIR folder per dataset")
+    s.add_argument("--download", action="store_true", help="download missing BEIR datasets")
+    s.add_argument("--split", help="qrels split to evaluate (default: the suite's)")
+    s.add_argument("--batch-size", type=int, default=32, help="eval: texts per forward pass (default 32)")
+    s.add_argument("--index", help="eval: index spec (default: faiss-flat for dense, plaid for colbert)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_sweep)
+
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from .mining import MiningOptions, input_from_beir, input_from_pairs, mine, summary_markdown
@@ -96,4 +137,25 @@ def cmd_mine(args: argparse.Namespace) -> int:
     )
     print(summary_markdown(summary))
     print(f"\ntriples: {args.out}  summary: {args.out}.summary.json", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_lrs, run_sweep, sweep_markdown
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    result = run_sweep(
+        args.recipe,
+        parse_lrs(args.lr),
+        overrides=args.overrides,
+        datasets=datasets,
+        suite=args.suite,
+        data_dir=args.data_dir,
+        download=args.download,
+        split=args.split,
+        index=args.index,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(sweep_markdown(result))
     return 0
