@@ -32,7 +32,7 @@ examples:
       --model answerdotai/ModernBERT-base --out out/mbert
 
   # a ColBERT model (PyLate checkpoint, or a plain encoder given a projection) with PLAID, or exact MaxSim
-  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \\
       --kind colbert --index plaid --document-length 300 --out out/colbert
 
   # offline, nothing to download: code search over this Python's standard library
@@ -40,7 +40,7 @@ examples:
 
   # BM25 (bm25s; MTEB's baseline settings: English stopwords, Snowball stemmer, k1 1.5, b 0.75)
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model bm25 --out out/bm25
-  mbert-retrieval eval --suite longembed --datasets qmsum --data-dir ./data --model bm25 --bm25-preset pyserini \
+  mbert-retrieval eval --suite longembed --datasets qmsum --data-dir ./data --model bm25 --bm25-preset pyserini \\
       --out out/bm25-pyserini
 
   # long documents and code from the hub (pinned revisions; fetched once into the hub cache)
@@ -50,7 +50,7 @@ examples:
   # fuse saved runs (result folders of earlier evals) and BM25 by reciprocal rank fusion, or by
   # a weighted sum of min-max (or z-score) normalised scores
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm --out out/rrf
-  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm \
+  mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm \\
       --fuse-method weighted --fuse-weights 0.3,0.7 --fuse-norm zscore --out out/weighted
 
 outputs (in --out): results.json, results.md, runs/<dataset>.trec, per_query/<dataset>.json ({metric: {query: value}}),

@@ -234,6 +234,14 @@ def test_iter_datasets_prefers_a_local_beir_folder(small_beir: Path, tmp_path: P
         list(iter_datasets(missing, data_dir=tmp_path))
 
 
+def test_hub_fetch_failure_is_one_line(tmp_path: Path) -> None:
+    # HF_HUB_OFFLINE is set for the tests (conftest): nothing cached for this repository
+    hub = HubSource(repo="nobody/no-such-dataset", revision=REV, format="mldr", config="en")
+    spec = DatasetSpec(name="mldr", source="hub", hub=hub)
+    with pytest.raises(DataError, match=r"nobody/no-such-dataset@0123456789ab: cannot fetch mldr-v1.0-en/corpus"):
+        list(iter_datasets(spec, data_dir=tmp_path, download=True))
+
+
 def test_iter_datasets_hub_subsets_from_a_local_copy(csn_repo: Path, tmp_path: Path) -> None:
     spec = DatasetSpec(name="codesearchnet", source="hub", hub=_csn(csn_repo), subsets=["python", "go"])
     names = [ds.name for ds in iter_datasets(spec, data_dir=tmp_path / "none")]

@@ -45,8 +45,9 @@ def _label(hub: HubSource) -> str:
     return f"{hub.repo}@{hub.revision[:12]}"
 
 
-def _snapshot(hub: HubSource, folders: list[str]) -> Path:
-    """The local root holding ``folders`` of the pinned commit: a local copy, or the hub cache."""
+def _snapshot(hub: HubSource, patterns: list[str]) -> Path:
+    """The local root holding the files matching ``patterns`` (``folder/*``, ``folder/file``) of the
+    pinned commit: a local copy, or the hub cache (only those files are downloaded)."""
     local = Path(hub.repo).expanduser()
     if local.is_dir():
         return local
@@ -54,12 +55,10 @@ def _snapshot(hub: HubSource, folders: list[str]) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        root = snapshot_download(
-            hub.repo, repo_type="dataset", revision=hub.revision, allow_patterns=[f"{f}/*" for f in folders]
-        )
+        root = snapshot_download(hub.repo, repo_type="dataset", revision=hub.revision, allow_patterns=patterns)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(_label(hub), f"cannot fetch {', '.join(folders)} from the hub: {first}") from None
+        raise DataError(_label(hub), f"cannot fetch {', '.join(patterns)} from the hub: {first}") from None
     return Path(root)
 
 
@@ -192,7 +191,9 @@ def _load_beir(hub: HubSource, split: str, subset: str | None, name: str, cache_
     corpus_dir, queries_dir, qrels_dir = (
         _folder(cfg(c)) for c in (hub.corpus_config, hub.queries_config, hub.qrels_config)
     )
-    root = _snapshot(hub, sorted({corpus_dir, queries_dir, qrels_dir}))
+    root = _snapshot(
+        hub, [f"{qrels_dir}/{split}*", f"{queries_dir}/{hub.queries_split}*", f"{corpus_dir}/{hub.corpus_split}*"]
+    )
     b = _Builder()
     qrels_files = _split_files(root, qrels_dir, split, hub)
     for label, i, row in _rows(qrels_files, hub, ["query-id", "corpus-id", "score"], cache_dir):
@@ -212,7 +213,7 @@ def _load_longembed(
     hub: HubSource, split: str, subset: str | None, name: str, cache_dir: str | None
 ) -> RetrievalDataset:
     assert hub.config is not None
-    root = _snapshot(hub, [hub.config])
+    root = _snapshot(hub, [f"{hub.config}/*"])
     length = None
     if subset is not None:
         try:
@@ -250,7 +251,7 @@ def _load_longembed(
 
 def _load_mldr(hub: HubSource, split: str, subset: str | None, name: str, cache_dir: str | None) -> RetrievalDataset:
     folder = f"mldr-v1.0-{hub.config}"
-    root = _snapshot(hub, [folder])
+    root = _snapshot(hub, [f"{folder}/corpus.jsonl*", f"{folder}/{split}.jsonl*"])  # not the 1.3 GB train file
 
     def file(stem: str) -> list[Path]:
         for candidate in (root / folder / f"{stem}.jsonl.gz", root / folder / f"{stem}.jsonl"):
