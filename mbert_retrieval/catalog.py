@@ -17,6 +17,7 @@ from .recipes import Recipe, load_recipe
 
 _PACKAGE = Path(__file__).resolve().parent
 T = TypeVar("T")
+RECIPE_KEYS = {"kind", "output_dir", "seed", "model", "data", "loss", "training", "intent"}
 
 
 def _dirs(folder: str) -> list[Path]:
@@ -76,8 +77,14 @@ def validate_file(path: str | Path) -> str:
     """Validate a suite, index spec or recipe; returns which it is. Told by content: a recipe has
     ``kind`` and ``loss``, an index spec ``index``, a suite ``datasets``."""
     data, _ = load_yaml(path)
-    if isinstance(data, dict) and "loss" in data:
-        load_recipe(path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty (expected a recipe, an index spec or a suite)")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping (a recipe, an index spec or a suite), got a {type(data).__name__}"
+        )
+    if "loss" in data or (RECIPE_KEYS & data.keys() and "index" not in data and "datasets" not in data):
+        load_recipe(path)  # a recipe missing `loss` is told what is missing, not that it is no recipe
         return "recipe"
     if isinstance(data, dict) and "index" in data:
         load_index_spec_file(path)

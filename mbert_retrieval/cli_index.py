@@ -106,6 +106,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--replace", action="store_true", help="replace documents whose ids are already in the index")
     a.add_argument("--batch-size", type=_positive, help="texts per forward pass (default: the build's)")
     a.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    a.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
     _add_build_options(a)
     a.set_defaults(func=cmd_index_add)
 
@@ -132,6 +133,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", help="another copy of the index's model (checked against the manifest)")
     s.add_argument("--batch-size", type=_positive, help="queries per forward pass")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
+    s.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_search)
 
@@ -220,6 +222,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         use_gpu=not args.cpu_index,
         faiss_threads=args.faiss_threads,
         progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )
     if result is None:
         return 0
@@ -270,7 +273,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     k = args.k or (1000 if queries is not None else 10)
     progress = queries is not None and not args.no_progress
     with SearchIndex.load(
-        args.index, model=args.model, device=args.device, batch_size=args.batch_size, progress=progress
+        args.index,
+        model=args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=progress,
+        trust_remote_code=args.trust_remote_code,
     ) as index:
         if queries is None:
             (hits,) = index.search([args.query], k=k)

@@ -43,3 +43,13 @@ class OutputExistsError(MbertRetrievalError):
 
 class OutputLockedError(MbertRetrievalError):
     """Another live run holds the lock of the output folder (see ``lock.output_lock``)."""
+
+
+class OutputWriteError(MbertRetrievalError):
+    """An output could not be written: disk full, quota, permissions, a read-only file system."""
+
+    def __init__(self, path: str | Path, error: OSError) -> None:
+        self.path = str(path)
+        self.error = error
+        reason = error.strerror or str(error) or type(error).__name__
+        super().__init__(f"{self.path}: cannot write: {reason} (the previous content, if any, is unchanged)")

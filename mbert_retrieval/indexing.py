@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 
 from .cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
+from .checkpoint import check_checkpoint
 from .config import EncoderConfig, FaissSpec, format_validation_error
 from .data.corpus import Corpus, load_corpus_input, snippet
 from .encoders import encoder_from_config
-from .errors import ConfigError, DataError, OutputExistsError
+from .errors import ConfigError, DataError, OutputExistsError, OutputWriteError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
-from .io import atomic_path, write_json
+from .io import WRITE_ERRNOS, atomic_path, write_json
 from .lock import output_lock
 from .versions import versions
 
@@ -141,16 +142,31 @@ def encoder_from_manifest(
     device: str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> Any:
     """The encoder that built an index (or ``model`` with the recorded settings), checked against it.
 
-    Refused (``ConfigError``) when its dimension or fingerprint differs from the manifest's.
+    Refused (``ConfigError``) when its dimension or fingerprint differs from the manifest's. A
+    manifest is data, possibly from someone else: its ``trust_remote_code`` is never honoured on its
+    own; the caller must pass ``trust_remote_code`` (the user's ``--trust-remote-code``).
     """
     record = dict(manifest.get("encoder_load") or {})
     built = manifest.get("encoder") or {}
     if not record and not model and not built.get("name"):
         raise ConfigError(f"{where}: the manifest records no encoder settings; pass --model")
     record.setdefault("model", built.get("name"))
+    recorded = str(record.get("model") or "")
+    if model is None and Path(recorded).is_absolute() and not Path(recorded).exists():
+        raise ConfigError(
+            f"{where}: the model recorded in {MANIFEST_FILE} ({recorded}) does not exist any more; "
+            "pass --model PATH to a copy of it (it is checked against the index)"
+        )
+    if record.get("trust_remote_code") and not trust_remote_code:
+        raise ConfigError(
+            f"{where}: the index was built with --trust-remote-code (the model runs its own code); "
+            "pass --trust-remote-code to load it, only if you trust that model"
+        )
+    check_checkpoint(model or record["model"], trust_remote_code=trust_remote_code)
     if built.get("kind") == "colbert":  # a multi-vector index (PLAID, Voyager) built by `eval`
         from .encoders import load_encoder
 
@@ -164,6 +180,7 @@ def encoder_from_manifest(
             query_prompt=built.get("query_prompt"),
             document_prompt=built.get("document_prompt"),
             device=device,
+            trust_remote_code=trust_remote_code,
             show_progress=progress,
         )
         check_encoder(manifest, colbert.describe(), where)
@@ -178,7 +195,7 @@ def encoder_from_manifest(
         document_prompt=record.get("document_prompt"),
         normalize=record.get("normalize"),
         device=device,
-        trust_remote_code=bool(record.get("trust_remote_code", False)),
+        trust_remote_code=trust_remote_code,
     )
     encoder = encoder_from_config(cfg, progress=progress)
     check_encoder(manifest, encoder.describe(), where)
@@ -413,9 +430,18 @@ def recover_interrupted_swap(out: Path) -> None:
         os.rename(backup, out)
 
 
+def remove_stale_staging(out: Path) -> None:
+    """Remove temporary copies (``.OUT.tmp-PID``) left by killed runs; called with the output lock held."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        if stale.is_dir():
+            log.warning("%s: removing %s, left by an interrupted run", out, stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def check_output(out: Path, overwrite: bool) -> None:
     """Refuse an existing ``out`` unless ``overwrite`` (and never replace a folder that is not an index)."""
     recover_interrupted_swap(out)
+    remove_stale_staging(out)
     if not out.exists():
         return
     if not out.is_dir():
@@ -436,10 +462,16 @@ def staging_dir(out: Path) -> Iterator[Path]:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise (OutputWriteError(tmp, e) if e.errno in WRITE_ERRNOS else e) from e
     try:
         yield tmp
-        swap_into_place(tmp, out)
+        try:
+            swap_into_place(tmp, out)
+        except OSError as e:
+            raise (OutputWriteError(out, e) if e.errno in WRITE_ERRNOS else e) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -579,6 +611,7 @@ def build_index(
             if encoder is None:
                 if model is None:
                     raise ConfigError("a model (--model) is needed to build an index")
+                check_checkpoint(model, trust_remote_code=trust_remote_code)
                 encoder = encoder_from_config(cfg, progress=progress and dist.is_main)
             if getattr(encoder, "kind", "dense") != "dense":
                 raise ConfigError(
@@ -648,6 +681,7 @@ def add_documents(
     use_gpu: bool = True,
     faiss_threads: int | None = None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> BuildResult | None:
     """Append the documents of ``corpus`` to the index in ``index_dir``, encoded with its encoder.
 
@@ -662,6 +696,7 @@ def add_documents(
     index_dir = Path(index_dir)
     with writer_lock(index_dir):  # one writer at a time (stale locks of killed runs are taken over)
         recover_interrupted_swap(index_dir)
+        remove_stale_staging(index_dir)
         manifest = read_manifest(index_dir)
         if manifest["kind"] != "faiss":
             raise ConfigError(f"{index_dir} is a {manifest['kind']!r} index; `index add` handles FAISS indices")
@@ -693,6 +728,7 @@ def add_documents(
                     device=device or (f"cuda:{dist.local_rank}" if dist.backend == "nccl" else None),
                     batch_size=batch_size,
                     progress=progress and dist.is_main,
+                    trust_remote_code=trust_remote_code,
                 )
             else:
                 check_encoder(manifest, encoder.describe(), index_dir)

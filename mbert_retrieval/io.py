@@ -6,12 +6,18 @@ A reader never sees a half-written file: either the old content or the new, comp
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import OutputWriteError
+
+# errors of the place written to (not of the program): reported as one line, naming the file
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}
 
 
 @contextlib.contextmanager
@@ -21,19 +27,28 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     On an exception the temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _write_error(target, e) from e
     tmp = Path(tmp_name)
     try:
         yield tmp
         _fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise OutputWriteError(target, e) from e
         raise
+
+
+def _write_error(target: Path, e: OSError) -> BaseException:
+    return OutputWriteError(target, e) if e.errno in WRITE_ERRNOS else e
 
 
 def _umask() -> int:

@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputLockedError
+from .errors import OutputLockedError, OutputWriteError
+from .io import WRITE_ERRNOS
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ def output_lock(folder: str | Path, command: str | None = None) -> Iterator[Path
     on an exception or ``KeyboardInterrupt``; after ``SIGKILL`` it stays and is detected as stale.
     """
     path = lock_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise (OutputWriteError(path.parent, e) if e.errno in WRITE_ERRNOS else e) from e
     me = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -115,7 +119,11 @@ def output_lock(folder: str | Path, command: str | None = None) -> Iterator[Path
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # a read-only or full file system: say so before any work
+                raise OutputWriteError(path, e) from e
+            if not isinstance(e, FileExistsError):
+                raise
             holder = read_holder(path)
             if not is_stale(holder, path):
                 raise OutputLockedError(

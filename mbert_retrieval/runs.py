@@ -7,6 +7,7 @@ memory, ties included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,22 +33,42 @@ def write_run(path: str | Path, run: Run, tag: str = "mbert-retrieval") -> None:
 
 
 def read_run(path: str | Path) -> Run:
-    """Read a 6-column TREC run file; a clear error names the line of any malformed row."""
+    """Read a 6-column TREC run file (``qid Q0 docid rank score tag``, white-space separated).
+
+    One-line ``DataError`` naming the line and field for: a wrong column count, a rank that is not
+    an integer, a score that is not a finite number, a document listed twice for one query,
+    non-UTF-8 bytes, and a file with no result lines.
+    """
     path = Path(path)
     run: Run = {}
     if not path.is_file():
         raise DataError(path, "file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not valid UTF-8 (byte {e.start})", line=lineno) from None
             if not line.strip():
                 continue
             cols = line.split()
             if len(cols) != 6:
                 raise DataError(path, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}", line=lineno)
-            qid, _, doc, _, score, _ = cols
+            qid, _, doc, rank_text, score, _ = cols
+            try:
+                int(rank_text)
+            except ValueError:
+                raise DataError(path, f"not an integer: {rank_text!r}", line=lineno, field="rank") from None
             try:
                 value = float(score)
             except ValueError:
                 raise DataError(path, f"not a number: {score!r}", line=lineno, field="score") from None
-            run.setdefault(qid, {})[doc] = value
+            if not math.isfinite(value):
+                raise DataError(path, f"not a finite number: {score!r}", line=lineno, field="score")
+            per_query = run.setdefault(qid, {})
+            if doc in per_query:
+                raise DataError(path, f"document {doc!r} listed twice for query {qid!r}", line=lineno, field="docid")
+            per_query[doc] = value
+    if not run:
+        raise DataError(path, "holds no results (an empty run file)")
     return run

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .indexes.manifest import check_encoder, read_manifest
 from .types import Run
 
@@ -83,9 +83,11 @@ class SearchIndex:
         batch_size: int | None = None,
         use_gpu: bool = True,
         progress: bool = False,
+        trust_remote_code: bool = False,
     ) -> SearchIndex:
         """Open the index in ``path``. ``model`` (loaded now, with the recorded settings) or an
-        ``encoder`` object replaces the recorded model; a mismatch is refused."""
+        ``encoder`` object replaces the recorded model; a mismatch is refused. ``trust_remote_code``
+        is the user's consent (a manifest's own record of it is not enough)."""
         from .indexes.faiss_index import FaissIndex
         from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, Snippets, recover_interrupted_swap
 
@@ -99,10 +101,22 @@ class SearchIndex:
         else:
             raise ConfigError(f"{path}: unknown index kind {manifest['kind']!r}")
         snippets = None
+        listed = (manifest.get("files") or {}).get("snippets")
         if (path / SNIPPETS_FILE).is_file() and (path / SNIPPET_OFFSETS_FILE).is_file():
             snippets = Snippets(path)
+            if len(snippets) != manifest["n_docs"]:
+                snippets.close()
+                raise DataError(path / SNIPPETS_FILE, f"{len(snippets)} snippets for {manifest['n_docs']} documents")
+        elif listed:
+            missing = SNIPPETS_FILE if not (path / SNIPPETS_FILE).is_file() else SNIPPET_OFFSETS_FILE
+            raise DataError(path / missing, "missing: the index folder is incomplete")
         self = cls(path, index, manifest, snippets)
-        self._encoder_options = {"device": device, "batch_size": batch_size, "progress": progress}
+        self._encoder_options = {
+            "device": device,
+            "batch_size": batch_size,
+            "progress": progress,
+            "trust_remote_code": trust_remote_code,
+        }
         if encoder is not None:
             check_encoder(manifest, encoder.describe(), path)
             self._encoder = encoder

@@ -94,9 +94,7 @@ def test_search_option_errors(built: Path, tmp_path: Path, capsys: pytest.Captur
         run_cli(["search", "--index", str(built), "--queries", "q.jsonl"])
     # the stand-alone entry point prints user errors as one line and exits 1
     assert main(["search", "--index", str(tmp_path / "missing"), "text"]) == 1
-    assert (
-        capsys.readouterr().err.strip().endswith("manifest.json: missing: not an index folder, or an unfinished build")
-    )
+    assert capsys.readouterr().err.strip().endswith("missing: index folder not found")
     with pytest.raises(SystemExit) as exit_:
         main(["index", "build", "--model", "m", "--corpus", "c", "--spec", "s", "--out", "o", "--batch-size", "0"])
     assert exit_.value.code == 2 and "--batch-size: expected a positive integer, got '0'" in capsys.readouterr().err

@@ -28,6 +28,8 @@ def write_manifest(path: str | Path, fields: dict[str, Any], meta: dict[str, Any
 def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Read and sanity-check ``path/manifest.json``; one-line errors for missing or edited files."""
     file = Path(path) / MANIFEST_FILE
+    if not Path(path).is_dir():
+        raise DataError(path, "index folder not found")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -39,9 +41,20 @@ def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     for key in ("kind", "spec", "dim", "n_docs"):
         if key not in manifest:
             raise DataError(file, "missing", field=key)
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise DataError(file, "expected an object of file names", field="files")
+    for key, name in files.items():
+        if not _plain_name(name):
+            raise DataError(file, f"{name!r} is not a file name inside the index folder", field=f"files.{key}")
     if kind is not None and manifest["kind"] != kind:
         raise DataError(file, f"is a {manifest['kind']!r} index, not {kind!r}", field="kind")
     return manifest
+
+
+def _plain_name(name: object) -> bool:
+    """A file name with no folder part (no ``/``, ``\\``, ``..``, absolute path or drive): it stays in its folder."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
 
 
 def check_encoder(manifest: dict[str, Any], encoder: dict[str, Any], where: str | Path) -> None:
