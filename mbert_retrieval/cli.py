@@ -103,6 +103,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
     p.add_argument("--overwrite", action="store_true", help="recompute everything, replacing results in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--engine",
+        choices=["ours", "mteb"],
+        default="ours",
+        help="ours (default), or mteb: the same datasets through MTEB's own retrieval evaluator (results.json "
+        "with engine mteb; local folders as custom MTEB tasks, with --download MTEB's built-in tasks)",
+    )
     lex = p.add_argument_group("BM25 (--model bm25, or bm25 in --fuse)")
     lex.add_argument(
         "--bm25-preset", choices=["mteb", "pyserini"], help="mteb: k1 1.5, b 0.75 (default); pyserini: k1 0.9, b 0.4"
@@ -212,6 +219,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             ]
             raise ConfigError("invalid option " + "; ".join(problems)) from None
         raise
+    if args.engine == "mteb":
+        from .mteb_engine import run_eval_mteb as run_eval
     results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(markdown_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  runs: {Path(args.out) / 'runs'}/", file=sys.stderr)

@@ -1,0 +1,607 @@
+"""MTEB interop: our encoders as MTEB models, and ``eval --engine mteb`` through MTEB's own evaluator.
+
+The one module that imports ``mteb`` (2.x). Two things live here:
+
+- :func:`to_mteb` wraps an encoder of this project (``DenseEncoder``, ``ColBERTEncoder``, or a model
+  path) so that ``mteb.evaluate(to_mteb(...), tasks)`` runs it unchanged. A dense encoder becomes an
+  MTEB ``EncoderProtocol`` model (``encode(DataLoader, task_metadata=, hf_split=, hf_subset=,
+  prompt_type=)``; MTEB's ``SearchEncoderWrapper`` does the exhaustive search with cosine or dot
+  product). A ColBERT encoder becomes a ``SearchProtocol`` model built on MTEB's
+  ``MultiVectorSearchEncoderWrapper``: exact MaxSim over the whole corpus in chunks with MTEB's
+  ``max_sim`` (MTEB's PyLate wrapper searches a PLAID index instead; exact is the reference).
+  Prompts are the encoder's own (the model's ``query``/``document`` prompts or the ones given),
+  as in our engine, not MTEB's per-task prompts.
+- :func:`run_eval_mteb` evaluates the datasets of an ``EvalConfig`` with MTEB's retrieval evaluator
+  (its search, pytrec_eval scoring and MRR) and writes ``results.json`` in our schema with
+  ``"engine": "mteb"``, ``runs/<key>.trec`` and ``per_query/<key>.json``. A dataset found under
+  ``--data-dir`` (or built: stdlib) is loaded with our loaders and handed to MTEB as a custom
+  ``AbsTaskRetrieval`` (MTEB's dict format, no hub access); a missing one, with ``--download``,
+  runs MTEB's built-in task of that name from the hub (:data:`MTEB_TASKS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mteb
+import numpy as np
+import yaml
+from mteb._evaluators.retrieval_metrics import mrr as mteb_mrr
+from mteb.abstasks.retrieval import AbsTaskRetrieval
+from mteb.abstasks.task_metadata import TaskMetadata
+from mteb.models import ModelMeta, MultiVectorSearchEncoderWrapper
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ScoringFunction
+from mteb.similarity_functions import max_sim
+from mteb.types import PromptType
+
+from .config import DatasetSpec, EvalConfig
+from .data import iter_datasets
+from .encoders import Encoder, encoder_from_config, load_encoder
+from .errors import ConfigError, DataError, OutputExistsError
+from .io import write_json, write_text
+from .metrics import parse_measure
+from .pipeline import CONFIG_FILE, RESULTS_FILE, result_key
+from .report import markdown_table
+from .runs import write_run
+from .types import RetrievalDataset
+from .versions import versions
+
+log = logging.getLogger(__name__)
+
+ENGINE = "mteb"
+PER_QUERY_DIR = "per_query"
+
+# Our dataset names (suite entries; CQADupStack forums as "cqadupstack/<forum>") -> MTEB's built-in
+# task, and the hf_subset of it that is meant (None: the task's only one).
+MTEB_TASKS: dict[str, tuple[str, str | None]] = {
+    "nfcorpus": ("NFCorpus", None),
+    "scifact": ("SciFact", None),
+    "trec-covid": ("TRECCOVID", None),
+    "fiqa": ("FiQA2018", None),
+    "arguana": ("ArguAna", None),
+    "climate-fever": ("ClimateFEVER", None),
+    "dbpedia-entity": ("DBPedia", None),
+    "fever": ("FEVER", None),
+    "hotpotqa": ("HotpotQA", None),
+    "msmarco": ("MSMARCO", None),
+    "nq": ("NQ", None),
+    "quora": ("QuoraRetrieval", None),
+    "scidocs": ("SCIDOCS", None),
+    "webis-touche2020": ("Touche2020", None),
+    **{
+        f"cqadupstack/{forum}": (f"CQADupstack{forum.capitalize()}Retrieval", None)
+        for forum in (
+            "android",
+            "english",
+            "gaming",
+            "gis",
+            "mathematica",
+            "physics",
+            "programmers",
+            "stats",
+            "tex",
+            "unix",
+            "webmasters",
+            "wordpress",
+        )
+    },
+    "mldr": ("MultiLongDocRetrieval", "en"),
+    "mldr-dev": ("MultiLongDocRetrieval", "en"),
+    "qmsum": ("LEMBQMSumRetrieval", None),
+    "narrativeqa": ("LEMBNarrativeQARetrieval", None),
+    "summ-screen-fd": ("LEMBSummScreenFDRetrieval", None),
+    "2wikimqa": ("LEMBWikimQARetrieval", None),
+    "stackoverflow-qa": ("StackOverflowQA", None),
+    **{
+        f"codesearchnet/{lang}": ("COIRCodeSearchNetRetrieval", lang)
+        for lang in ("python", "javascript", "go", "ruby", "java", "php")
+    },
+}
+
+# ir-measures name -> (key in MTEB's score dict, key in pytrec_eval's per-query dict or None for RR)
+_MEASURE_KEYS = {"nDCG": ("ndcg_at_{k}", "ndcg_cut_{k}"), "R": ("recall_at_{k}", "recall_{k}")}
+_MEASURE_KEYS |= {"P": ("precision_at_{k}", "P_{k}"), "AP": ("map_at_{k}", "map_cut_{k}"), "RR": ("mrr_at_{k}", None)}
+_MTEB_K_VALUES = (1, 3, 5, 10, 20, 100, 1000)  # MTEB's defaults; its score dict needs Recall@1
+
+
+def _texts(inputs: Iterable[dict[str, Any]]) -> list[str]:
+    """All texts of an MTEB dataloader, in order (documents come as ``(title + " " + text).strip()``)."""
+    return [text for batch in inputs for text in batch["text"]]
+
+
+def _model_meta(encoder: Encoder, name: str | None, revision: str | None, similarity: ScoringFunction) -> ModelMeta:
+    base = (name or encoder.name).rstrip("/")
+    if "/" not in base or Path(base).expanduser().exists():  # a local folder: MTEB wants "org/name"
+        base = f"mbert-retrieval/{Path(base).name or 'model'}"
+    facts = encoder.describe()
+    return ModelMeta.create_empty(
+        overwrites={
+            "name": base,
+            "revision": revision or facts["fingerprint"][:16],
+            "embed_dim": facts.get("dim"),
+            "max_tokens": facts.get("max_seq_length"),
+            "similarity_fn_name": similarity,
+            "framework": ["PyTorch", "Sentence Transformers"] if encoder.kind == "dense" else ["PyTorch", "PyLate"],
+            "model_type": ["dense"] if encoder.kind == "dense" else ["late-interaction"],
+            "open_weights": True,
+        }
+    )
+
+
+class MtebDenseModel(AbsEncoder):
+    """A single-vector encoder of this project as an MTEB ``EncoderProtocol`` model.
+
+    ``encode`` returns ``float32 [n, dim]`` (queries through ``encode_queries`` with the query
+    prompt, everything else through ``encode_documents``); ``similarity`` is cosine when the
+    encoder normalises, else dot product (MTEB's ``AbsEncoder.similarity`` from the model meta).
+    """
+
+    def __init__(self, encoder: Encoder, *, name: str | None = None, revision: str | None = None) -> None:
+        if encoder.kind != "dense":
+            raise ConfigError(f"MtebDenseModel wraps dense encoders; got kind {encoder.kind!r} (use MtebColBERTModel)")
+        self.encoder = encoder
+        self.model = encoder
+        self.model_prompts = None
+        normalize = bool(getattr(encoder, "normalize", True))
+        similarity = ScoringFunction.COSINE if normalize else ScoringFunction.DOT_PRODUCT
+        self.mteb_model_meta = _model_meta(encoder, name, revision, similarity)
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        texts = _texts(inputs)
+        if prompt_type == PromptType.query:
+            return self.encoder.encode_queries(texts, desc=f"encode {task_metadata.name} queries")
+        return self.encoder.encode_documents(texts, desc=f"encode {task_metadata.name} documents")
+
+
+class MtebColBERTModel(MultiVectorSearchEncoderWrapper):
+    """A ColBERT encoder of this project as an MTEB ``SearchProtocol`` model: exact MaxSim search.
+
+    ``index`` keeps the corpus; ``search`` (MTEB's ``MultiVectorSearchEncoderWrapper``) encodes the
+    queries, then the corpus in chunks of ``corpus_chunk_size`` documents, scores them with MTEB's
+    ``max_sim`` and keeps the top ``k`` per query. ``encode`` is also offered (one ``float32
+    [tokens, dim]`` matrix per text) for callers that want the token vectors.
+    """
+
+    def __init__(
+        self, encoder: Encoder, *, name: str | None = None, revision: str | None = None, corpus_chunk_size: int = 10_000
+    ) -> None:
+        if encoder.kind != "colbert":
+            raise ConfigError(f"MtebColBERTModel wraps ColBERT encoders; got kind {encoder.kind!r}")
+        self.encoder = encoder
+        self.corpus_chunk_size = corpus_chunk_size
+        self.mteb_model_meta = _model_meta(encoder, name, revision, ScoringFunction.MAX_SIM)
+
+    def _encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> list[np.ndarray]:
+        texts = _texts(inputs)
+        if prompt_type == PromptType.query:
+            return list(self.encoder.encode_queries(texts, desc=f"encode {task_metadata.name} queries"))
+        return list(self.encoder.encode_documents(texts, desc=f"encode {task_metadata.name} documents"))
+
+    encode = _encode
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """MaxSim of every query (token matrix) against every document: ``[n_queries, n_docs]``."""
+        return max_sim(embeddings1, embeddings2)
+
+
+def to_mteb(
+    model: Encoder | str, *, kind: str | None = None, name: str | None = None, **encoder_kwargs: Any
+) -> MtebDenseModel | MtebColBERTModel:
+    """An MTEB model for ``mteb.evaluate``: our encoder, or a model path loaded as ``load_encoder`` does.
+
+    Example::
+
+        import mteb
+        from mbert_retrieval.mteb_engine import to_mteb
+
+        results = mteb.evaluate(to_mteb("out/scifact-dense/model"), mteb.get_tasks(["SciFact"]), cache=None)
+    """
+    encoder = load_encoder(model, kind, **encoder_kwargs) if isinstance(model, str) else model
+    if encoder.kind == "colbert":
+        return MtebColBERTModel(encoder, name=name)
+    return MtebDenseModel(encoder, name=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tasks
+
+
+class LocalRetrievalTask(AbsTaskRetrieval):
+    """One dataset loaded by our loaders, as an MTEB retrieval task (MTEB's dict format; no hub).
+
+    Make one with :func:`local_task` (MTEB wants ``metadata`` on the class, so each dataset gets a
+    subclass). Documents are given as their full text (``title`` empty), which MTEB reads unchanged.
+    """
+
+    _ds: RetrievalDataset
+
+    def load_data(self, num_proc: int | None = None, *, timer: Any = None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        ds, split = self._ds, self._ds.split
+        self.corpus = {
+            split: {i: {"title": "", "text": t} for i, t in zip(ds.corpus_ids, ds.corpus_texts, strict=True)}
+        }
+        self.queries = {split: dict(ds.queries)}
+        self.relevant_docs = {split: {qid: dict(docs) for qid, docs in ds.qrels.items()}}
+        self.data_loaded = True
+
+
+def local_task(
+    ds: RetrievalDataset,
+    *,
+    ignore_identical_ids: bool = False,
+    k_values: Iterable[int] = _MTEB_K_VALUES,
+    top_k: int = 1000,
+) -> LocalRetrievalTask:
+    """An MTEB retrieval task over a loaded dataset. ``eval_langs`` is a placeholder (``eng-Latn``):
+    MTEB requires one and only reports it."""
+    metadata = TaskMetadata(
+        name=f"local:{ds.name}",
+        description=f"local dataset {ds.source or ds.name} ({ds.split})",
+        dataset={"path": ds.source or ds.name, "revision": "local"},
+        type="Retrieval",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=[ds.split],
+        eval_langs=["eng-Latn"],
+        main_score="ndcg_at_10",
+    )
+    cls = type(f"Local_{ds.name}", (LocalRetrievalTask,), {"metadata": metadata, "_ds": ds})
+    task = cls()
+    task.ignore_identical_ids = ignore_identical_ids
+    task.k_values = tuple(sorted(set(k_values)))
+    task._top_k = top_k
+    return task
+
+
+def _capture(task: AbsTaskRetrieval) -> list[dict[str, Any]]:
+    """Record what MTEB scored (per-query pytrec_eval values, the qrels and the run) per subset."""
+    captured: list[dict[str, Any]] = []
+    original: Callable[..., dict[str, float]] = task.task_specific_scores
+
+    def task_specific_scores(scores, qrels, results, hf_split, hf_subset):
+        captured.append({"per_query": scores, "qrels": qrels, "run": results, "split": hf_split, "subset": hf_subset})
+        return original(scores, qrels, results, hf_split=hf_split, hf_subset=hf_subset)
+
+    task.task_specific_scores = task_specific_scores  # type: ignore[method-assign]
+    return captured
+
+
+def builtin_task(name: str, split: str, *, k_values: Iterable[int], top_k: int) -> tuple[AbsTaskRetrieval, str | None]:
+    """MTEB's built-in task for one of our dataset names (see ``MTEB_TASKS``), restricted to ``split``."""
+    if name not in MTEB_TASKS:
+        raise ConfigError(
+            f"no MTEB task is known for dataset {name!r}; put its folder under --data-dir "
+            f"(known: {', '.join(sorted(MTEB_TASKS))})"
+        )
+    task_name, subset = MTEB_TASKS[name]
+    task = mteb.get_task(task_name, eval_splits=[split], hf_subsets=[subset] if subset else None)
+    if not isinstance(task, AbsTaskRetrieval):
+        raise ConfigError(f"MTEB task {task_name} is not a retrieval task")
+    task.k_values = tuple(sorted(set(task.k_values) | set(k_values)))
+    task._top_k = top_k
+    return task, subset
+
+
+# ------------------------------------------------------------------------------------------------
+# Running a task and turning MTEB's answer into our record
+
+
+def _mean_keys(metrics: list[str]) -> dict[str, tuple[str, str | None, int]]:
+    out = {}
+    for name in metrics:
+        m = parse_measure(name)
+        score_key, query_key = _MEASURE_KEYS[m.name]
+        out[name] = (score_key.format(k=m.cutoff), query_key.format(k=m.cutoff) if query_key else None, m.cutoff)
+    return out
+
+
+def _per_query(captured: dict[str, Any], metrics: list[str]) -> dict[str, dict[str, float]]:
+    """Per-query values as MTEB computed them: pytrec_eval's, and MTEB's own MRR for ``RR@k``."""
+    keys = _mean_keys(metrics)
+    per_query: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[str, float]] = captured["per_query"]
+    for name, (_, query_key, k) in keys.items():
+        if query_key is not None:
+            per_query[name] = {qid: float(values[query_key]) for qid, values in scores.items()}
+        else:
+            run = {qid: captured["run"][qid] for qid in scores if qid in captured["run"]}
+            rr = mteb_mrr(captured["qrels"], run, [k])[f"MRR@{k}"]
+            per_query[name] = dict(zip(run, map(float, rr), strict=True))
+    return per_query
+
+
+def evaluate_task(
+    model: Any,
+    task: AbsTaskRetrieval,
+    *,
+    metrics: list[str],
+    batch_size: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Run ``mteb.evaluate`` on one task; per evaluated subset: MTEB's means, per-query values, run."""
+    captured = _capture(task)
+    t = time.perf_counter()
+    result = mteb.evaluate(
+        model,
+        task,
+        cache=None,
+        co2_tracker=False,
+        overwrite_strategy="always",
+        encode_kwargs={"batch_size": batch_size, "show_progress_bar": progress},
+        show_progress_bar=progress,
+    )
+    wall = time.perf_counter() - t
+    if result.exceptions:
+        raise DataError(task.metadata.name, f"MTEB failed: {result.exceptions[0]}")
+    task_result = result.task_results[0]
+    keys = _mean_keys(metrics)
+    seconds: dict[str, float] = defaultdict(float)  # MTEB's own phases (data loading, encoding, scoring)
+    for phase in task_result.evaluation_phases or []:
+        seconds[phase["name"]] += phase["end"] - phase["start"]
+    out = []
+    for cap in captured:
+        row = next(
+            s for s in task_result.scores[cap["split"]] if s.get("hf_subset", "default") == cap["subset"]
+        )  # MTEB's rounded means (5 decimals), as it publishes them
+        out.append(
+            {
+                "subset": cap["subset"],
+                "means": {name: float(row[score_key]) for name, (score_key, _, _) in keys.items()},
+                "per_query": _per_query(cap, metrics),
+                "run": cap["run"],
+                "n_queries": len(cap["per_query"]),
+                "n_judged_queries": len(cap["qrels"]),
+                "seconds": {"total": round(wall, 3), **{k: round(v, 3) for k, v in seconds.items()}},
+            }
+        )
+    return out
+
+
+def _write_per_query(path: Path, per_query: dict[str, dict[str, float]]) -> None:
+    write_json(path, per_query)
+
+
+def _record(
+    sub: dict[str, Any],
+    *,
+    split: str,
+    source: str,
+    n_docs: int,
+    truncated: int | None,
+    encoder: Encoder,
+    top_k: int,
+    ignore_identical_ids: bool,
+    warnings: dict[str, int],
+) -> dict[str, Any]:
+    return {
+        "split": split,
+        "source": source,
+        "n_docs": n_docs,
+        "n_queries": sub["n_queries"],
+        "n_queries_without_results": sub["n_judged_queries"] - sub["n_queries"],
+        "truncated_documents": truncated,
+        "max_seq_length": getattr(encoder, "max_seq_length", None),
+        "ignore_identical_ids": ignore_identical_ids,
+        "top_k": top_k,
+        "index": "mteb-exact",
+        "warnings": warnings,
+        "seconds": sub["seconds"],
+        "metrics": sub["means"],
+    }
+
+
+def _evaluate_spec(
+    spec: DatasetSpec,
+    key: str,
+    split: str,
+    *,
+    cfg: EvalConfig,
+    model: Any,
+    encoder: Encoder,
+    out: Path,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate one suite entry (its subsets one at a time); write runs and per-query files."""
+    metrics = list(cfg.suite.metrics)
+    k_values = set(_MTEB_K_VALUES) | {parse_measure(m).cutoff for m in metrics}
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else out / "data"
+    names = [f"{spec.name}/{s}" for s in spec.subsets] if spec.subsets else [spec.name]
+    # MTEB's own task (from the hub) only when the data is not here, downloading is allowed and MTEB has it
+    builtin = (
+        cfg.download
+        and spec.source != "stdlib"
+        and not (data_dir / spec.folder_name).is_dir()
+        and all(n in MTEB_TASKS for n in names)
+    )
+    records: dict[str, dict[str, Any]] = {}
+    tag = f"mteb_{encoder.name.rstrip('/').split('/')[-1]}"
+
+    def finish(sub_name: str | None, sub: dict[str, Any], record: dict[str, Any]) -> None:
+        run_name = f"{key}/{sub_name}" if sub_name else key
+        write_run(out / "runs" / f"{run_name}.trec", sub["run"], tag=tag)
+        _write_per_query(out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
+        records[sub_name or key] = record
+
+    if not builtin:
+        for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=cfg.download):
+            sub_name = ds.name.split("/", 1)[1] if "/" in ds.name else None
+            log.info("%s (MTEB engine, local task)", ds.summary())
+            count = getattr(encoder, "count_truncated", None)
+            truncated = count(ds.corpus_texts) if count is not None else None
+            task = local_task(ds, ignore_identical_ids=spec.ignore_identical_ids, k_values=k_values, top_k=cfg.top_k)
+            (sub,) = evaluate_task(model, task, metrics=metrics, batch_size=cfg.encoder.batch_size, progress=progress)
+            record = _record(
+                sub,
+                split=split,
+                source=str(ds.source),
+                n_docs=ds.n_docs,
+                truncated=truncated,
+                encoder=encoder,
+                top_k=cfg.top_k,
+                ignore_identical_ids=spec.ignore_identical_ids,
+                warnings=ds.warnings,
+            )
+            finish(sub_name, sub, record)
+    else:
+        for name in names:
+            sub_name = name.split("/", 1)[1] if "/" in name else None
+            task, _ = builtin_task(name, split, k_values=k_values, top_k=cfg.top_k)
+            log.info("%s: MTEB built-in task %s (from the hub)", name, task.metadata.name)
+            (sub,) = evaluate_task(model, task, metrics=metrics, batch_size=cfg.encoder.batch_size, progress=progress)
+            hub = task.metadata.dataset
+            record = _record(
+                sub,
+                split=split,
+                source=f"mteb:{task.metadata.name} ({hub['path']}@{hub['revision']})",
+                n_docs=-1,
+                truncated=None,
+                encoder=encoder,
+                top_k=cfg.top_k,
+                ignore_identical_ids=bool(task.ignore_identical_ids),
+                warnings={},
+            )
+            finish(sub_name, sub, record)
+    return records
+
+
+def run_eval_mteb(
+    cfg: EvalConfig, *, encoder: Encoder | None = None, overwrite: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Evaluate ``cfg`` with MTEB's retrieval evaluator; write and return results in our schema.
+
+    Same outputs as ``pipeline.run_eval`` (``results.json`` with ``"engine": "mteb"``,
+    ``results.md``, ``runs/``, ``config.resolved.yaml``) plus ``per_query/<key>.json``. No index
+    spec (MTEB searches exhaustively) and no embedding cache (MTEB encodes every time). Re-running
+    into the same ``--out`` skips finished datasets; another encoder or engine there is refused
+    unless ``overwrite``.
+    """
+    if cfg.encoder is None or cfg.encoder.model == "bm25":
+        raise ConfigError("--engine mteb evaluates a model (dense or ColBERT); BM25 and --fuse run with --engine ours")
+    if cfg.index is not None:
+        raise ConfigError("--index applies to --engine ours; MTEB searches exhaustively")
+    out = Path(cfg.out)
+    results_path = out / RESULTS_FILE
+    existing = None if overwrite else _read_results(results_path)
+    specs = [cfg.suite.dataset(name) for name in cfg.datasets]
+    encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
+    described = encoder.describe()
+    if existing is not None and (
+        existing["encoder"].get("fingerprint") != described["fingerprint"] or existing.get("engine", "ours") != ENGINE
+    ):
+        raise OutputExistsError(
+            f"{results_path} holds results of another model, encoder setting or engine "
+            f"({existing['encoder'].get('name')}, engine {existing.get('engine', 'ours')}); "
+            "choose another --out or pass --overwrite"
+        )
+    model = to_mteb(encoder)
+    results: dict[str, Any] = existing or {}
+    results.update(
+        {
+            "suite": cfg.suite.name,
+            "model": cfg.encoder.model,
+            "engine": ENGINE,
+            "encoder": described,
+            "index": {"name": "mteb", "kind": "mteb-exact", "search": type(model).__name__},
+            "main_metric": cfg.suite.main_metric,
+            "metric_names": list(cfg.suite.metrics),
+            "versions": {**versions(), "mteb": mteb.__version__},
+            "config": CONFIG_FILE,
+        }
+    )
+    results.setdefault("metrics", {})
+    results.setdefault("datasets", {})
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {"engine": ENGINE, **cfg.model_dump(mode="json")}
+    write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+
+    for spec in specs:
+        split = cfg.split or spec.split
+        key = result_key(spec, split)
+        settings = {"top_k": cfg.top_k, "metrics": list(cfg.suite.metrics), "split": split, "engine": ENGINE}
+        done = results["datasets"].get(key)
+        if done is not None and done.get("settings") == settings and key in results["metrics"]:
+            log.info("%s: already in %s, skipped (pass --overwrite to recompute)", key, results_path)
+            continue
+        records = _evaluate_spec(spec, key, split, cfg=cfg, model=model, encoder=encoder, out=out, progress=progress)
+        if spec.subsets:
+            means = {m: math.fsum(r["metrics"][m] for r in records.values()) / len(records) for m in cfg.suite.metrics}
+            record = {
+                "split": split,
+                "n_docs": sum(max(r["n_docs"], 0) for r in records.values()),
+                "n_queries": sum(r["n_queries"] for r in records.values()),
+                "aggregate": f"mean over {len(records)} subsets",
+                "subsets": records,
+                "run": f"runs/{key}/",
+                "per_query": f"{PER_QUERY_DIR}/{key}/",
+            }
+        else:
+            record = records[key]
+            means = record.pop("metrics")
+            record["run"] = f"runs/{key}.trec"
+            record["per_query"] = f"{PER_QUERY_DIR}/{key}.json"
+        record["settings"] = settings
+        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["metrics"][key] = means
+        results["datasets"][key] = record
+        write_json(results_path, results)
+        log.info("%s (MTEB): %s", key, ", ".join(f"{m} {v:.5f}" for m, v in means.items()))
+
+    write_text(out / "results.md", markdown_table(results) + "\n")
+    write_json(results_path, results)
+    return results
+
+
+def _read_results(path: Path) -> dict[str, Any] | None:
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON ({e.msg}); move it away or pass --overwrite", line=e.lineno) from None
+    if not isinstance(data, dict) or "metrics" not in data or "encoder" not in data:
+        raise DataError(path, "not a results file of this tool; move it away or pass --overwrite")
+    return data
+
+
+__all__ = [
+    "ENGINE",
+    "MTEB_TASKS",
+    "LocalRetrievalTask",
+    "MtebColBERTModel",
+    "MtebDenseModel",
+    "builtin_task",
+    "evaluate_task",
+    "local_task",
+    "run_eval_mteb",
+    "to_mteb",
+]
