@@ -16,7 +16,10 @@ The one module that imports ``mteb`` (2.x). Two things live here:
   ``"engine": "mteb"``, ``runs/<key>.trec`` and ``per_query/<key>.json``. A dataset found under
   ``--data-dir`` (or built: stdlib) is loaded with our loaders and handed to MTEB as a custom
   ``AbsTaskRetrieval`` (MTEB's dict format, no hub access); a missing one, with ``--download``,
-  runs MTEB's built-in task of that name from the hub (:data:`MTEB_TASKS`).
+  runs MTEB's built-in task from the hub when MTEB has one for it (:data:`MTEB_TASKS`), else our
+  own download or hub loader fetches it and MTEB gets it as a custom task. Built-in tasks keep
+  MTEB's settings (e.g. ``ignore_identical_ids`` is on for FiQA2018 and FEVER there, not in our
+  suite), so online numbers can differ from our engine's where those settings differ.
 """
 
 from __future__ import annotations
@@ -450,6 +453,10 @@ def _evaluate_spec(
         _write_per_query(out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
         records[sub_name or key] = record
 
+    if spec.document_length is not None and cfg.encoder is not None and cfg.encoder.document_length is None:
+        set_length = getattr(encoder, "set_document_length", None)  # ColBERT: per-dataset length, as ours
+        if set_length is not None:
+            set_length(spec.document_length)
     if not builtin:
         for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=cfg.download):
             sub_name = ds.name.split("/", 1)[1] if "/" in ds.name else None
