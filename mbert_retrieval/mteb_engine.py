@@ -290,7 +290,9 @@ def _capture(task: AbsTaskRetrieval) -> list[dict[str, Any]]:
     original: Callable[..., dict[str, float]] = task.task_specific_scores
 
     def task_specific_scores(scores, qrels, results, hf_split, hf_subset):
-        captured.append({"per_query": scores, "qrels": qrels, "run": results, "split": hf_split, "subset": hf_subset})
+        n_docs = len(task.dataset[hf_subset][hf_split]["corpus"])  # still loaded while MTEB scores
+        captured.append({"per_query": scores, "qrels": qrels, "run": results, "n_docs": n_docs})
+        captured[-1] |= {"split": hf_split, "subset": hf_subset}
         return original(scores, qrels, results, hf_split=hf_split, hf_subset=hf_subset)
 
     task.task_specific_scores = task_specific_scores  # type: ignore[method-assign]
@@ -381,6 +383,7 @@ def evaluate_task(
                 "per_query": _per_query(cap, metrics),
                 "run": cap["run"],
                 "n_queries": len(cap["per_query"]),
+                "n_docs": cap["n_docs"],
                 "n_judged_queries": len(cap["qrels"]),
                 "seconds": {"total": round(wall, 3), **{k: round(v, 3) for k, v in seconds.items()}},
             }
@@ -388,16 +391,11 @@ def evaluate_task(
     return out
 
 
-def _write_per_query(path: Path, per_query: dict[str, dict[str, float]]) -> None:
-    write_json(path, per_query)
-
-
 def _record(
     sub: dict[str, Any],
     *,
     split: str,
     source: str,
-    n_docs: int,
     truncated: int | None,
     encoder: Encoder,
     top_k: int,
@@ -407,7 +405,7 @@ def _record(
     return {
         "split": split,
         "source": source,
-        "n_docs": n_docs,
+        "n_docs": sub["n_docs"],
         "n_queries": sub["n_queries"],
         "n_queries_without_results": sub["n_judged_queries"] - sub["n_queries"],
         "truncated_documents": truncated,
@@ -450,7 +448,7 @@ def _evaluate_spec(
     def finish(sub_name: str | None, sub: dict[str, Any], record: dict[str, Any]) -> None:
         run_name = f"{key}/{sub_name}" if sub_name else key
         write_run(out / "runs" / f"{run_name}.trec", sub["run"], tag=tag)
-        _write_per_query(out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
+        write_json(out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
         records[sub_name or key] = record
 
     if spec.document_length is not None and cfg.encoder is not None and cfg.encoder.document_length is None:
@@ -469,7 +467,6 @@ def _evaluate_spec(
                 sub,
                 split=split,
                 source=str(ds.source),
-                n_docs=ds.n_docs,
                 truncated=truncated,
                 encoder=encoder,
                 top_k=cfg.top_k,
@@ -488,7 +485,6 @@ def _evaluate_spec(
                 sub,
                 split=split,
                 source=f"mteb:{task.metadata.name} ({hub['path']}@{hub['revision']})",
-                n_docs=-1,
                 truncated=None,
                 encoder=encoder,
                 top_k=cfg.top_k,
@@ -562,7 +558,7 @@ def run_eval_mteb(
             means = {m: math.fsum(r["metrics"][m] for r in records.values()) / len(records) for m in cfg.suite.metrics}
             record = {
                 "split": split,
-                "n_docs": sum(max(r["n_docs"], 0) for r in records.values()),
+                "n_docs": sum(r["n_docs"] for r in records.values()),
                 "n_queries": sum(r["n_queries"] for r in records.values()),
                 "aggregate": f"mean over {len(records)} subsets",
                 "subsets": records,
