@@ -188,9 +188,11 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
     checkpoints = out / "checkpoints"
     if resume and not any(checkpoints.glob("checkpoint-*")):
         raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "recipe.resolved.yaml", dump_recipe(recipe))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        write_text(out / "recipe.resolved.yaml", dump_recipe(recipe))
     summary = batch_summary(recipe, world_size)
     log.info("batch: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if k != "note"))
     if "note" in summary:
@@ -233,6 +235,7 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         greater_is_better=True,
         seed=recipe.seed,
         data_seed=recipe.seed,
+        ddp_backend="gloo" if use_cpu and world_size > 1 else None,
         report_to="none",
         disable_tqdm=False,
     )
@@ -250,6 +253,8 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         data_collator=collator,
     )
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if not trainer.is_world_process_zero():
+        return final  # rank 0 writes the log and the model
     write_lines(out / "train_log.jsonl", [json.dumps(row) for row in trainer.state.log_history])
 
     tmp = out / ".model.tmp"
