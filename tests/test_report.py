@@ -164,6 +164,18 @@ def test_intervals_recomputed_from_runs_and_qrels(beir_run: Path, tmp_path: Path
         assert b["runs"][0]["ci"] == pytest.approx(a["runs"][0]["ci"])
 
 
+def test_another_metric_has_no_paper_column(beir_run: Path, tmp_path: Path) -> None:
+    assert main(["report", str(beir_run), "--metric", "R@100", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    results = json.loads((beir_run / "results.json").read_text(encoding="utf-8"))
+    for d in report["datasets"]:
+        assert d["paper"] is None and d["runs"][0]["delta"] is None
+        assert d["runs"][0]["value"] == pytest.approx(100 * results["metrics"][d["key"]]["R@100"])
+        assert d["runs"][0]["ci"] is not None
+    assert all(row["paper"] is None for row in report["summary"])
+    assert "reports nDCG@10 only" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
 def test_two_runs_side_by_side_with_a_paired_test(beir_run: Path, tmp_path: Path) -> None:
     twin = tmp_path / "twin"
     shutil.copytree(beir_run, twin)
