@@ -141,25 +141,25 @@ def test_packing() -> None:
 
 
 def test_band_plan_covers_exactly_the_band() -> None:
-    lengths, window = [11, 3, 20], 4
-    plan = up.band_plan(lengths, window, block=3)
-    total = sum(lengths)
-    seq = torch.repeat_interleave(torch.arange(3), torch.tensor(lengths))
-    pos = torch.cat([torch.arange(n) for n in lengths])
-    q = plan.q_index[plan.q_valid].view(-1, 1)
-    assert q.view(-1).tolist() == list(range(total))  # every real query once, in packed order
-    # the (query, key) pairs the plan lets attend
-    rows = plan.q_index.view(plan.k_index.shape[0], plan.block)
-    attended = set()
-    for b in range(plan.k_index.shape[0]):
-        for i in range(plan.block):
-            for j in range(plan.k_index.shape[1]):
-                if plan.mask[b, 0, i, j] and rows[b, i] < total:
-                    attended.add((int(rows[b, i]), int(plan.k_index[b, j])))
-    expected = {
-        (a, c) for a in range(total) for c in range(total) if seq[a] == seq[c] and abs(pos[a] - pos[c]) <= window
-    }
-    assert attended == expected
+    lengths, window = [11, 3, 20, 1], 4
+    for block in (1, 3, 4, 7):
+        plan = up.band_plan(lengths, window, block=block)
+        total = sum(lengths)
+        seq = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+        pos = torch.cat([torch.arange(n) for n in lengths])
+        span = block + 2 * window
+        attended = set()
+        for b, i, j in plan.mask[:, 0].nonzero().tolist():
+            query, key = b * block + i, b * block + j - window  # token index in the packed stream
+            assert 0 <= j < span
+            if query < total:
+                assert 0 <= key < total, "a real query never attends to padding"
+                attended.add((query, key))
+        expected = {
+            (a, c) for a in range(total) for c in range(total) if seq[a] == seq[c] and abs(pos[a] - pos[c]) <= window
+        }
+        assert attended == expected
+        assert plan.mask.any(dim=-1).all(), "no fully masked row (padding attends to itself)"
 
 
 # -- the GPU branch, on CPU: a reference attention stands in for flash_attn_varlen_func ------------
@@ -271,3 +271,15 @@ def test_colbert_encoder_same_embeddings_with_and_without(tiny_modernbert: str) 
     assert plain._unpad_queries()
     for x, y in zip(plain.encode_queries(texts), plain_off.encode_queries(texts), strict=True):
         np.testing.assert_allclose(x, y, atol=TOL)
+
+
+def test_bfloat16_path_follows_hf() -> None:
+    """The non-fp32 path (HF's fp32 rotation rounded back, as on GPU) stays at bf16 rounding of HF."""
+    m = _model().to(torch.bfloat16)
+    ids, mask = _batch([96, 17, 9, 2])
+    with torch.no_grad():
+        ref = m(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        out = up.UnpaddedModernBert(m)(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+    real = mask.bool()
+    assert float((ref - out)[real].abs().max()) <= 0.1
+    assert float((ref - out)[real].abs().mean()) <= 0.01

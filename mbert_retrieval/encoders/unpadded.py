@@ -148,78 +148,88 @@ def attention_per_sequence(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, le
 
 @dataclass
 class BandPlan:
-    """Gather indices for blocked sliding-window attention over a packed batch.
+    """Blocked sliding-window attention over the packed token stream, built once per batch.
 
-    Queries are cut into blocks of ``block`` tokens (per sequence, the last block padded); block
-    ``i`` of a sequence attends to the keys at positions ``[i*block - window, (i+1)*block + window)``
-    of the same sequence, masked to ``|q - k| <= window`` and to real keys.
+    The packed tokens (all sequences back to back) are cut into ``n_blocks`` blocks of ``block``
+    queries; block ``i`` attends to the ``block + 2 * window`` stream positions around it,
+    ``[i*block - window, (i+1)*block + window)``, read as a strided view of a buffer with
+    ``window`` zero rows before the tokens (no gather). ``mask`` keeps the pairs of one sequence
+    with ``|q - k| <= window``; padding rows attend only to padding (never a fully masked row).
     """
 
-    q_index: torch.Tensor  # [n_blocks * block] into packed tokens + 1 zero row (index = total)
-    q_valid: torch.Tensor  # [n_blocks * block] bool: a real query
-    k_index: torch.Tensor  # [n_blocks, block + 2 * window]
-    mask: torch.Tensor  # [n_blocks, 1, block, block + 2 * window] bool: attend
+    n_blocks: int
     block: int
+    window: int
+    mask: torch.Tensor  # [n_blocks, 1, block, block + 2 * window] bool: attend
+
+    @property
+    def rows(self) -> int:
+        """Rows of the qkv buffer: ``window`` margin, the blocks, ``window`` margin."""
+        return self.n_blocks * self.block + 2 * self.window
 
 
 def band_plan(lengths: list[int], window: int, block: int | None = None, device: Any = "cpu") -> BandPlan:
-    """Indices and masks for ``|i - j| <= window`` attention in blocks (built once per batch)."""
+    """The blocks and mask for ``|i - j| <= window`` attention inside each sequence."""
     block = block or max(window, 1)
+    total = sum(lengths)
+    n_blocks = max(1, -(-total // block))
+    rows = n_blocks * block + 2 * window
+    seq = torch.full((rows,), -1, dtype=torch.long)  # -1: padding (margins, tail)
+    seq[window : window + total] = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
     span = block + 2 * window
-    q_idx, q_ok, k_idx, masks = [], [], [], []
-    offsets = torch.arange(block)[:, None]  # query offset inside its block
-    kofs = torch.arange(span)[None, :] - window  # key offset relative to the block start
-    start = 0
-    for length in lengths:
-        n_blocks = -(-length // block)
-        qpos = torch.arange(n_blocks * block)
-        q_ok.append(qpos < length)
-        q_idx.append(torch.where(qpos < length, start + qpos, -1))
-        bstart = torch.arange(n_blocks)[:, None] * block
-        kpos = bstart + kofs  # [n_blocks, span]
-        kreal = (kpos >= 0) & (kpos < length)
-        k_idx.append(torch.where(kreal, start + kpos, -1))
-        rel = (kofs - offsets).abs() <= window  # [block, span]: |q - k| <= window
-        masks.append(rel[None] & kreal[:, None, :])
-        start += length
-    total = start
-    q_index = torch.cat(q_idx)
-    k_index = torch.cat(k_idx)
-    q_index = torch.where(q_index < 0, total, q_index)
-    k_index = torch.where(k_index < 0, total, k_index)
-    return BandPlan(
-        q_index.to(device),
-        torch.cat(q_ok).to(device),
-        k_index.to(device),
-        torch.cat(masks)[:, None].to(device),
-        block,
-    )
+    starts = torch.arange(n_blocks) * block  # buffer row of each block's first key
+    q_seq = seq[window : window + n_blocks * block].view(n_blocks, block)
+    k_seq = seq[starts[:, None] + torch.arange(span)[None, :]]  # [n_blocks, span]
+    rel = (torch.arange(span)[None, :] - window - torch.arange(block)[:, None]).abs() <= window  # [block, span]
+    mask = (q_seq[:, :, None] == k_seq[:, None, :]) & rel[None]
+    return BandPlan(n_blocks, block, window, mask[:, None].to(device))
 
 
-def attention_band(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: BandPlan) -> torch.Tensor:
-    """Sliding-window attention computing only the blocks around the band (one SDPA call)."""
-    zero = q.new_zeros((1, *q.shape[1:]))
-    qz, kz, vz = (torch.cat([t, zero]) for t in (q, k, v))
-    n_blocks = plan.k_index.shape[0]
-    qb = qz[plan.q_index].view(n_blocks, plan.block, *q.shape[1:]).transpose(1, 2)  # [nb, h, block, d]
-    kb = kz[plan.k_index].transpose(1, 2)  # [nb, h, span, d]
-    vb = vz[plan.k_index].transpose(1, 2)
-    o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=plan.mask)
-    o = o.transpose(1, 2).reshape(-1, *q.shape[1:])
-    return o[plan.q_valid]
+def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean attend-mask as SDPA's additive float mask (0 / -inf): faster than a bool mask on CPU."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+def attention_band(buffer: torch.Tensor, plan: BandPlan, total: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sliding-window attention of the tokens in ``buffer [plan.rows, 3, heads, dim]`` (rows
+    ``window .. window + total`` hold the packed q, k, v); returns ``[total, heads, dim]``.
+    ``mask``: ``plan.mask`` already made additive (``additive``), to build it once per batch."""
+    _, _, heads, dim = buffer.shape
+    nb, b, w = plan.n_blocks, plan.block, plan.window
+    span = b + 2 * w
+    q = buffer[w : w + nb * b, 0].reshape(nb, b, heads, dim).transpose(1, 2)
+    row = 3 * heads * dim
+    kv = []
+    for j in (1, 2):
+        base = buffer[:, j]
+        kv.append(
+            base.as_strided((nb, span, heads, dim), (b * row, row, dim, 1), base.storage_offset()).transpose(1, 2)
+        )
+    attn_mask = mask if mask is not None else additive(plan.mask, buffer.dtype)
+    o = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=attn_mask)  # [nb, heads, b, dim]
+    return o.transpose(1, 2).reshape(nb * b, heads, dim)[:total]
 
 
 # ------------------------------------------------------------------------------------------------
 # The forward
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE as HF applies it (``x * cos + rotate_half(x) * sin``, in fp32)."""
-    dtype = x.dtype
-    x = x.float()
+def interleave_rows(head_dim: int) -> torch.Tensor:
+    """Order of q/k features within a head that puts HF's RoPE pairs ``(i, i + half)`` next to each
+    other, so RoPE is one complex multiply; q·k is unchanged when both are reordered alike."""
+    half = head_dim // 2
+    return torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
+
+
+def _rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """RoPE in place on ``x [..., dim]``: ``x * cos + rotate_half(x) * sin`` as HF computes it.
+    ``cos``/``sin`` hold the first half of HF's (HF's are two equal halves)."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return (x * cos + rotated * sin).to(dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    new1 = torch.addcmul(x1 * cos, x2, sin, value=-1)
+    new2 = torch.addcmul(x2 * cos, x1, sin)
+    x1.copy_(new1)
+    x2.copy_(new2)
 
 
 class UnpaddedModernBert:
@@ -253,6 +263,25 @@ class UnpaddedModernBert:
         self.block = block
         self.flash_fn = flash_fn
         self.use_flash = use_flash
+        self._interleaved: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+
+    def interleaved_qkv(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per layer, ``Wqkv`` weight (and bias) with q and k rows in ``interleave_rows`` order
+        (fp32 path; copied once per instance, the model's own weights are untouched)."""
+        if self._interleaved is None:
+            perm = interleave_rows(self.head_dim)
+            width = self.heads * self.head_dim
+            order = torch.arange(3 * width).view(3, self.heads, self.head_dim)
+            order[:2] = order[:2, :, perm]
+            order = order.reshape(-1)
+            self._interleaved = []
+            for layer in self.model.layers:
+                w, b = layer.attn.Wqkv.weight, layer.attn.Wqkv.bias
+                idx = order.to(w.device)
+                self._interleaved.append(
+                    (w.index_select(0, idx).t(), b.index_select(0, idx) if b is not None else None)
+                )
+        return self._interleaved
 
     def attention_path(self, device: torch.device | str | None = None) -> str:
         """``"flash_attn_varlen"`` or ``"sdpa"`` for inputs on ``device``."""
@@ -308,33 +337,61 @@ class UnpaddedModernBert:
         """``last_hidden_state`` of the packed real tokens, ``[total, hidden]``."""
         model = self.model
         device = packed.input_ids.device
+        total = packed.input_ids.shape[0]
+        heads, dim = self.heads, self.head_dim
         hidden = model.embeddings(input_ids=packed.input_ids)
         path = self.attention_path(device)
+        complex_rope = hidden.dtype == torch.float32
         rope = {}
         for layer_type in set(self.layer_types):
             cos, sin = model.rotary_emb(hidden, packed.positions[None], layer_type)
-            rope[layer_type] = (cos[0, :, None, :], sin[0, :, None, :])  # [total, 1, d]; HF's dtype
-        plan = None
-        if path == "sdpa" and "sliding_attention" in self.layer_types:
+            cos, sin = cos[0, :, None, : dim // 2].float(), sin[0, :, None, : dim // 2].float()  # HF's halves are equal
+            # fp32: one complex multiply on interleaved pairs; else HF's fp32 rotation, rounded back
+            rope[layer_type] = torch.complex(cos, sin) if complex_rope else (cos[:, None], sin[:, None])
+        plan = mask = None
+        offset = 0
+        if path == "sdpa" and "sliding_attention" in self.layer_types and packed.max_seqlen > self.window + 1:
             plan = band_plan(packed.lengths, self.window, self.block, device)
-        for layer in model.layers:
-            kind = layer.attention_type
+            mask = additive(plan.mask, hidden.dtype)
+            offset = plan.window
+        rows = plan.rows if plan is not None else total
+        # q, k, v of every layer are written into one buffer (zero margins for the band's key views)
+        buffer = hidden.new_zeros(rows, 3, heads, dim)
+        qkv = buffer[offset : offset + total]
+        weights = self.interleaved_qkv() if complex_rope else None
+        for i, layer in enumerate(model.layers):
             attn = layer.attn
-            qkv = attn.Wqkv(layer.attn_norm(hidden)).view(-1, 3, self.heads, self.head_dim)
-            cos, sin = rope[kind]
-            q = _rope(qkv[:, 0], cos, sin)
-            k = _rope(qkv[:, 1], cos, sin)
-            v = qkv[:, 2]
-            window = self.window if kind == "sliding_attention" else None
+            w, bias = weights[i] if weights is not None else (attn.Wqkv.weight.t(), attn.Wqkv.bias)
+            torch.matmul(layer.attn_norm(hidden), w, out=qkv.view(total, 3 * heads * dim))
+            if bias is not None:
+                qkv.view(total, -1).add_(bias)
+            if complex_rope:  # q and k rows interleaved: (x_i, x_{i+half}) * (cos + i sin)
+                pairs = torch.view_as_complex(qkv[:, :2].reshape(total, 2 * heads, dim // 2, 2))
+                pairs.mul_(rope[layer.attention_type])
+            else:
+                cos, sin = rope[layer.attention_type]
+                qk = qkv[:, :2].float()
+                _rope_(qk, cos, sin)
+                qkv[:, :2] = qk.to(qkv.dtype)
+            window = self.window if layer.attention_type == "sliding_attention" else None
+            q, k, v = qkv.unbind(1)
             if path == "flash_attn_varlen":
                 o = self._flash(q, k, v, packed, window)
-            elif window is None or packed.max_seqlen <= window + 1:
+            elif window is None or plan is None:
                 o = attention_per_sequence(q, k, v, packed.lengths)
             else:
-                o = attention_band(q, k, v, plan)
-            hidden = hidden + attn.out_drop(attn.Wo(o.reshape(o.shape[0], -1)))
-            hidden = hidden + layer.mlp(layer.mlp_norm(hidden))
+                o = attention_band(buffer, plan, total, mask)
+            hidden = self._linear_residual(hidden, o.reshape(total, -1), attn.Wo)
+            mlp = layer.mlp
+            x, gate = mlp.Wi(layer.mlp_norm(hidden)).chunk(2, dim=-1)
+            hidden = self._linear_residual(hidden, mlp.act(x).mul_(gate), mlp.Wo)
         return model.final_norm(hidden)
+
+    @staticmethod
+    def _linear_residual(hidden: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+        """``hidden + linear(x)`` with the add fused into the matmul (dropout is off in inference)."""
+        out = torch.addmm(hidden, x, linear.weight.t())
+        return out.add_(linear.bias) if linear.bias is not None else out
 
     def _flash(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packed: Packed, window: int | None
