@@ -16,11 +16,12 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .io import write_lines, write_text
+from .io import write_json, write_lines, write_text
 from .recipes import Recipe, dump_recipe
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,82 @@ def batch_summary(recipe: Recipe, world_size: int = 1) -> dict[str, Any]:
             "but in-batch negatives per forward pass stay per device"
         )
     return summary
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+# The HF trainer writes checkpoint-N in place (weights, optimizer, RNG, trainer_state.json), so a run
+# killed mid-save leaves a folder that looks like a checkpoint. Ours are marked complete only after
+# the trainer has written everything: COMPLETE_MARKER lists every file with its size. Resume takes the
+# newest checkpoint whose marker matches its files; unmarked or mismatching ones are renamed to
+# ``incomplete-checkpoint-N`` (never used, never rotated). Rotation (save_total_limit) is ours too, and
+# runs only after the new checkpoint is marked, so the last complete checkpoint is never deleted first.
+COMPLETE_MARKER = "checkpoint-complete.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    name = path.name
+    if not name.startswith(CHECKPOINT_PREFIX) or not name[len(CHECKPOINT_PREFIX) :].isdigit():
+        return None
+    return int(name[len(CHECKPOINT_PREFIX) :])
+
+
+def mark_checkpoint_complete(folder: Path) -> None:
+    """Record every file of a finished checkpoint with its size (written atomically, last)."""
+    files = {
+        str(f.relative_to(folder)): f.stat().st_size
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name != COMPLETE_MARKER
+    }
+    write_json(folder / COMPLETE_MARKER, {"step": _checkpoint_step(folder), "files": files})
+
+
+def checkpoint_is_complete(folder: Path) -> bool:
+    """A marker naming this step, every listed file present at its recorded size, and a readable
+    ``trainer_state.json`` at the same global step."""
+    try:
+        marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        files = marker["files"]
+        if marker.get("step") != _checkpoint_step(folder) or state.get("global_step") != marker["step"]:
+            return False
+        if not any(name.endswith((".safetensors", ".bin")) for name in files):
+            return False
+        return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in ``folder``, oldest step first."""
+    if not folder.is_dir():
+        return []
+    found = [(step, p) for p in folder.iterdir() if p.is_dir() and (step := _checkpoint_step(p)) is not None]
+    return [p for _, p in sorted(found) if checkpoint_is_complete(p)]
+
+
+def quarantine_incomplete(folder: Path) -> list[Path]:
+    """Rename every checkpoint-N that is not complete to incomplete-checkpoint-N[-k]; return the new paths."""
+    moved = []
+    if not folder.is_dir():
+        return moved
+    for p in sorted(folder.iterdir()):
+        if p.is_dir() and _checkpoint_step(p) is not None and not checkpoint_is_complete(p):
+            target, k = folder / f"incomplete-{p.name}", 1
+            while target.exists():
+                target, k = folder / f"incomplete-{p.name}-{k}", k + 1
+            os.replace(p, target)
+            log.warning("%s is incomplete (a save was interrupted): moved to %s, not used", p, target.name)
+            moved.append(target)
+    return moved
+
+
+def rotate_checkpoints(folder: Path, keep: int, protect: Path | None = None) -> None:
+    """Delete the oldest complete checkpoints beyond ``keep`` (never ``protect``, the best one)."""
+    done = complete_checkpoints(folder)
+    for p in done[: max(0, len(done) - keep)]:
+        if protect is None or p.resolve() != protect.resolve():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _device_precision(recipe: Recipe) -> tuple[bool, bool, bool]:
@@ -186,10 +263,25 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
     if final.exists() and not (overwrite or resume):
         raise ConfigError(f"{final} exists: pass --overwrite to train again, or choose another output_dir")
     checkpoints = out / "checkpoints"
-    if resume and not any(checkpoints.glob("checkpoint-*")):
-        raise ConfigError(f"--resume: no checkpoint in {checkpoints}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    resume_from = None
+    if resume:
+        if rank == 0:
+            quarantine_incomplete(checkpoints)
+        done = complete_checkpoints(checkpoints)
+        if not done:
+            raise ConfigError(f"--resume: no complete checkpoint in {checkpoints}")
+        resume_from = done[-1]
+        log.info("resuming from %s", resume_from)
+    elif any(checkpoints.glob(f"{CHECKPOINT_PREFIX}*")):
+        if not overwrite:
+            raise ConfigError(
+                f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it, "
+                "or --overwrite to start over"
+            )
+        if rank == 0:
+            shutil.rmtree(checkpoints)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         write_text(out / "recipe.resolved.yaml", dump_recipe(recipe))
@@ -227,7 +319,7 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         logging_steps=t.logging_steps,
         save_strategy=strategy,
         save_steps=t.save_steps or eval_steps or 500,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # rotation is ours: only after the new checkpoint is marked complete
         eval_strategy=strategy if evaluator is not None else "no",
         eval_steps=eval_steps if evaluator is not None and strategy == "steps" else None,
         load_best_model_at_end=evaluator is not None,
@@ -244,7 +336,19 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         from pylate.utils import ColBERTCollator
 
         collator = ColBERTCollator(model.tokenize)
-    trainer = SentenceTransformerTrainer(
+
+    class Trainer(SentenceTransformerTrainer):
+        """Marks each checkpoint complete once the trainer has written all of it, then rotates."""
+
+        def _save_checkpoint(self, model, trial):  # the trainer's (private, stable) checkpoint hook
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                folder = Path(self._get_output_dir(trial=trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+                mark_checkpoint_complete(folder)
+                best = self.state.best_model_checkpoint
+                rotate_checkpoints(folder.parent, t.save_total_limit, Path(best) if best else None)
+
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -252,17 +356,26 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         evaluator=evaluator,
         data_collator=collator,
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not trainer.is_world_process_zero():
         return final  # rank 0 writes the log and the model
     write_lines(out / "train_log.jsonl", [json.dumps(row) for row in trainer.state.log_history])
 
-    tmp = out / ".model.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save(str(tmp))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=out))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+    try:
+        model.save(str(tmp))
+        old = None
+        if final.exists():  # keep the previous model until the new one is in place
+            old = out / f".model.old.{os.getpid()}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     log.info("model written to %s", final)
     return final
