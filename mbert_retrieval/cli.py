@@ -101,6 +101,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="where document embeddings are cached in shards (default: OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="do not cache document embeddings")
     p.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
+    p.add_argument("--no-unpad", action="store_true", help="ModernBERT: padded HF forward (docs/encoding.md)")
     p.add_argument("--overwrite", action="store_true", help="recompute everything, replacing results in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
@@ -196,6 +197,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 normalize=False if args.no_normalize else None,
                 device=args.device,
                 trust_remote_code=args.trust_remote_code,
+                unpad=False if args.no_unpad else None,
                 kind=args.kind,
                 query_length=args.query_length,
                 document_length=args.document_length,

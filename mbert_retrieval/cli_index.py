@@ -135,6 +135,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
     s.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_unpad_option(s)
     s.set_defaults(func=cmd_search)
 
 
@@ -148,6 +149,19 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-index", action="store_true", help="keep the FAISS index on the CPU even with a GPU")
     p.add_argument("--faiss-threads", type=_positive, help="OpenMP threads for FAISS (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_unpad_option(p)
+
+
+def _add_unpad_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-unpad", action="store_true", help="ModernBERT: padded HF forward (docs/encoding.md)")
+
+
+def _apply_unpad_option(args: argparse.Namespace) -> None:
+    """``--no-unpad``: encoders built from here on use transformers' padded forward."""
+    if getattr(args, "no_unpad", False):
+        from .encoders.backend import set_unpad_default
+
+        set_unpad_default(False)
 
 
 def _positive(value: str) -> int:
@@ -173,6 +187,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     """``index build``: encode ``args.corpus`` with ``args.model`` into a ``args.spec`` index at ``args.out``."""
     from .indexing import build_index
 
+    _apply_unpad_option(args)
     result = build_index(
         args.model,
         args.corpus,
@@ -209,6 +224,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     """``index add``: append ``args.corpus`` to the index in ``args.index``."""
     from .indexing import add_documents
 
+    _apply_unpad_option(args)
     result = add_documents(
         args.index,
         args.corpus,
@@ -270,6 +286,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
     queries = load_queries_input(args.queries) if args.queries else None
+    _apply_unpad_option(args)
     k = args.k or (1000 if queries is not None else 10)
     progress = queries is not None and not args.no_progress
     with SearchIndex.load(

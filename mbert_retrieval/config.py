@@ -247,6 +247,7 @@ class EncoderConfig(Strict):
     normalize: bool | None = None
     device: str | None = None
     trust_remote_code: bool = False
+    unpad: bool | None = Field(None, description="ModernBERT on packed tokens (docs/encoding.md); default on")
     # ColBERT only
     query_length: int | None = Field(None, ge=1)
     document_length: int | None = Field(None, ge=1)

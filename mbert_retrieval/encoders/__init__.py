@@ -53,6 +53,7 @@ def encoder_from_config(cfg: EncoderConfig, *, progress: bool = True) -> Encoder
         normalize=cfg.normalize,
         device=cfg.device,
         trust_remote_code=cfg.trust_remote_code,
+        unpad=cfg.unpad,
         show_progress=progress,
         **{k: v for k, v in colbert.items() if v is not None},
     )

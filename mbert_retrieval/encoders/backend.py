@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 
 MODERNBERT_MAX_LENGTH = 8192
 _QUIET = False
+_UNPAD = True
+
+
+def set_unpad_default(enabled: bool) -> None:
+    """The unpadded ModernBERT forward for encoders built without an explicit ``unpad`` (CLI ``--no-unpad``)."""
+    global _UNPAD
+    _UNPAD = enabled
+
+
+def unpad_default(unpad: bool | None = None) -> bool:
+    """``unpad`` when given, else the process default (on unless ``set_unpad_default(False)``)."""
+    return _UNPAD if unpad is None else unpad
 
 
 def set_quiet(quiet: bool = True) -> None:

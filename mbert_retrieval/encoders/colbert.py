@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import Backend, apply_verbosity, fingerprint_module, plan_load, unpadded_path
+from .backend import Backend, apply_verbosity, fingerprint_module, plan_load, unpad_default, unpadded_path
 from .unpadded import unpadded
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class ColBERTEncoder:
         normalize: bool | None = None,
         max_seq_length: int | None = None,
         seed: int = 0,
-        unpad: bool = True,
+        unpad: bool | None = None,
     ) -> None:
         import torch
         from pylate import models
@@ -107,7 +107,7 @@ class ColBERTEncoder:
         self.document_prompt = document_prompt
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self.unpad = unpad
+        self.unpad = unpad_default(unpad)
         self._dim: int | None = None
         self._fingerprint: str | None = None
 

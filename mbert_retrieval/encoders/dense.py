@@ -20,6 +20,7 @@ from .backend import (
     apply_verbosity,
     fingerprint_module,
     plan_load,
+    unpad_default,
     unpadded_path,
 )
 from .unpadded import unpadded
@@ -44,8 +45,8 @@ class DenseEncoder:
         attn_implementation: override the automatic choice (see ``encoders.backend``).
         trust_remote_code: allow the checkpoint to run its own Python code. Off by default.
         unpad: run ModernBERT through the unpadded forward (``encoders.unpadded``: packed tokens,
-            real sliding-window attention; same embeddings within fp32 rounding). On by default;
-            ignored for other architectures.
+            real sliding-window attention; same embeddings within fp32 rounding). On by default (``None``: the
+            process default, see ``backend.set_unpad_default``); ignored for other architectures.
     """
 
     kind = "dense"
@@ -63,7 +64,7 @@ class DenseEncoder:
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
-        unpad: bool = True,
+        unpad: bool | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -116,7 +117,7 @@ class DenseEncoder:
         self.normalize = (similarity == "cosine") if normalize is None else normalize
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self.unpad = unpad
+        self.unpad = unpad_default(unpad)
         self._fingerprint: str | None = None
 
     # -- facts about the model ------------------------------------------------------------
