@@ -195,6 +195,12 @@ def test_coir_codesearchnet_language(csn_repo: Path, tmp_path: Path) -> None:
     assert ds.qrels == {"goq0": {"goc0": 1}, "goq1": {"goc1": 1}}
     train = load_hub_dataset(_csn(csn_repo), "train", subset="python", cache_dir=tmp_path / "c")
     assert train.qrels == {"pythonq7": {"pythonc3": 1}}
+    # the hub's parquet conversion puts a split in its own folder: <config>/<split>/0000.parquet
+    (csn_repo / "go-qrels" / "test-00000-of-00001.parquet").rename(csn_repo / "go-qrels" / "test.tmp")
+    (csn_repo / "go-qrels" / "test").mkdir()
+    (csn_repo / "go-qrels" / "test.tmp").rename(csn_repo / "go-qrels" / "test" / "0000.parquet")
+    converted = load_hub_dataset(_csn(csn_repo), "test", subset="go", cache_dir=tmp_path / "c")
+    assert converted.qrels == ds.qrels
     with pytest.raises(DataError, match="needs a subset"):
         load_hub_dataset(_csn(csn_repo), "test", cache_dir=tmp_path / "c")
 

@@ -9,8 +9,8 @@ Layouts (``config.HubSource`` names them):
 
 - ``beir`` (CoIR, MTEB-style repositories written by ``push_to_hub``): config ``default`` in
   ``data/``, any other config in a folder of that name; a split's files are ``<split>-*.parquet``
-  (or ``.jsonl[.gz]``). Corpus ``_id, title, text``; queries ``_id, text`` (and ``partition``);
-  qrels ``query-id, corpus-id, score``.
+  (or ``.jsonl[.gz]``, or ``<split>/*.parquet`` as in the hub's parquet conversion). Corpus
+  ``_id, title, text``; queries ``_id, text`` (and ``partition``); qrels ``query-id, corpus-id, score``.
 - ``longembed`` (``dwzhu/LongEmbed``): ``<config>/{corpus,queries,qrels}.jsonl`` with
   ``doc_id, text`` / ``qid, text`` / ``qid, doc_id`` (relevance 1), and ``context_length`` in
   needle and passkey, whose subsets are the context lengths (MTEB's ``test_<length>`` splits).
@@ -63,17 +63,21 @@ def _snapshot(hub: HubSource, patterns: list[str]) -> Path:
 
 
 def _split_files(root: Path, folder: str, split: str, hub: HubSource) -> list[Path]:
+    """A split's data files in a config folder: ``<split>-*.parquet`` / ``<split>.jsonl`` (``push_to_hub``)
+    or ``<split>/*.parquet`` (the hub's parquet conversion)."""
     base = root / folder
     files = sorted(
         p
         for p in base.glob(f"{split}*")
         if p.is_file() and (p.name.startswith(f"{split}-") or p.name.split(".")[0] == split) and (p.suffix in _SUFFIXES)
     )
+    if not files and (base / split).is_dir():
+        files = sorted(p for p in (base / split).iterdir() if p.is_file() and p.suffix in _SUFFIXES)
     if not files:
         present = sorted(p.name for p in base.glob("*")) if base.is_dir() else []
         raise DataError(
             f"{_label(hub)}/{folder}",
-            f"no files for split {split!r} (expected {split}-*.parquet or {split}.jsonl); "
+            f"no files for split {split!r} (expected {split}-*.parquet, {split}.jsonl or {split}/*.parquet); "
             f"found: {present or 'nothing'}",
         )
     return files
