@@ -172,3 +172,39 @@ def test_fusion_config_validation() -> None:
         FusionConfig(sources=["bm25"])
     with pytest.raises(ValueError, match="non-negative"):
         FusionConfig(sources=["bm25", "x"], weights=[1.0, -1.0])
+
+
+def test_bm25_on_a_hub_suite_with_subsets(tmp_path: Path, capsys) -> None:
+    """LongEmbed-style needle data (a local copy of the hub layout): one run and per-query file per
+    context length, the dataset's score the mean over lengths."""
+    repo = tmp_path / "LongEmbed"
+    (repo / "needle").mkdir(parents=True)
+    docs, queries, qrels = [], [], []
+    for length in (256, 512):
+        for i, word in enumerate(["apple", "banana", "cherry"]):
+            docs.append({"doc_id": f"d{length}{i}", "text": f"{word} haystack {length}", "context_length": length})
+        queries.append({"qid": f"q{length}", "text": "banana" if length == 256 else "cherry", "context_length": length})
+        qrels.append({"qid": f"q{length}", "doc_id": f"d{length}1", "context_length": length})  # 512: wrong on purpose
+    for name, rows in (("corpus", docs), ("queries", queries), ("qrels", qrels)):
+        (repo / "needle" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = tmp_path / "le.yaml"
+    suite.write_text(
+        "name: le\nmetrics: [nDCG@1, nDCG@10]\nmain_metric: nDCG@10\ndatasets:\n"
+        f"  - {{name: needle, source: hub, main_metric: nDCG@1, subsets: ['256', '512'], hub: {{repo: {repo}, "
+        "revision: 0123456789abcdef0123456789abcdef01234567, format: longembed, config: needle}}\n"
+    )
+    out = tmp_path / "out"
+    argv = ["eval", "--suite", str(suite), "--data-dir", str(tmp_path / "data"), "--model", "bm25", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert {
+        "runs/needle/256.trec",
+        "runs/needle/512.trec",
+        "per_query/needle/256.json",
+        "per_query/needle/512.json",
+    } <= _files(out)
+    results = json.loads((out / "results.json").read_text())
+    record = results["datasets"]["needle"]
+    assert record["main_metric"] == "nDCG@1" and record["subsets"]["256"]["metrics"]["nDCG@1"] == 1.0
+    assert record["subsets"]["512"]["metrics"]["nDCG@1"] == 0.0  # "cherry" finds d5122, the qrels say d5121
+    assert results["metrics"]["needle"]["nDCG@1"] == 0.5
+    assert json.loads((out / "per_query" / "needle" / "256.json").read_text())["nDCG@1"] == {"q256": 1.0}
