@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_doctor import add_parsers as add_doctor_parsers
 from .cli_index import add_parsers as add_index_parsers
 from .cli_report import add_parsers as add_report_parsers
 from .cli_train import add_parsers as add_train_parsers
@@ -336,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parsers(sub)
     add_report_parsers(sub)
     add_train_parsers(sub)
+    add_doctor_parsers(sub)
     _add_ls(sub)
     return parser
 
