@@ -41,7 +41,7 @@ from .encoders import encoder_from_config
 from .errors import ConfigError, DataError, OutputExistsError, OutputWriteError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 from .io import WRITE_ERRNOS, atomic_path, write_json
-from .lock import output_lock
+from .lock import output_lock_if_main
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -535,13 +535,6 @@ def resolve_spec(spec: Any) -> tuple[str, FaissSpec]:
     return spec.name, index
 
 
-def writer_lock(folder: Path) -> contextlib.AbstractContextManager[Any]:
-    """The output lock of ``folder`` (``lock.output_lock``), taken by rank 0 only under ``torchrun``."""
-    if os.environ.get("RANK", "0") not in ("", "0"):
-        return contextlib.nullcontext()
-    return output_lock(folder)
-
-
 def default_work_dir(out: Path) -> Path:
     return out.parent / f"{out.name}.partial"
 
@@ -583,7 +576,7 @@ def build_index(
     out = Path(out)
     set_num_threads(faiss_threads)
     spec_name, faiss_spec = resolve_spec(spec)
-    with writer_lock(out):  # one writer at a time (stale locks of killed runs are taken over)
+    with output_lock_if_main(out):  # one writer at a time (stale locks of killed runs are taken over)
         check_output(out, overwrite)
         docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
         need = min_train_vectors(faiss_spec)
@@ -694,7 +687,7 @@ def add_documents(
     t_start = time.perf_counter()
     set_num_threads(faiss_threads)
     index_dir = Path(index_dir)
-    with writer_lock(index_dir):  # one writer at a time (stale locks of killed runs are taken over)
+    with output_lock_if_main(index_dir):  # one writer at a time (stale locks of killed runs are taken over)
         recover_interrupted_swap(index_dir)
         remove_stale_staging(index_dir)
         manifest = read_manifest(index_dir)

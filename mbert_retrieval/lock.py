@@ -96,14 +96,25 @@ def _describe(holder: dict[str, Any] | None) -> str:
     )
 
 
+_HELD: dict[Path, int] = {}  # lock files this process holds -> nesting depth
+
+
 @contextlib.contextmanager
 def output_lock(folder: str | Path, command: str | None = None) -> Iterator[Path]:
     """Hold the lock of ``folder`` for the ``with`` block; yields the lock file's path.
 
-    Raises ``OutputLockedError`` when a live run holds it. The lock file is removed on exit, also
-    on an exception or ``KeyboardInterrupt``; after ``SIGKILL`` it stays and is detected as stale.
+    Raises ``OutputLockedError`` when a live run holds it. Re-entrant within one process (quickstart
+    or a sweep calling eval on a folder it already holds). The lock file is removed on exit, also on
+    an exception or ``KeyboardInterrupt``; after ``SIGKILL`` it stays and is detected as stale.
     """
     path = lock_path(folder)
+    if _HELD.get(path):
+        _HELD[path] += 1
+        try:
+            yield path
+        finally:
+            _HELD[path] -= 1
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -142,10 +153,20 @@ def output_lock(folder: str | Path, command: str | None = None) -> Iterator[Path
         break
     else:  # pragma: no cover - three stale takeovers lost to other runs in a row
         raise OutputLockedError(f"{folder}: could not take the lock {path} (other runs keep taking it)")
+    _HELD[path] = 1
     try:
         yield path
     finally:
+        _HELD.pop(path, None)
         holder = read_holder(path)
         if holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def output_lock_if_main(folder: str | Path, command: str | None = None) -> contextlib.AbstractContextManager[Any]:
+    """``output_lock(folder)`` on rank 0 (or without ``torchrun``); nothing on the other ranks, which
+    write no outputs of their own (or only ones rank 0 assigned them)."""
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return contextlib.nullcontext()
+    return output_lock(folder, command)

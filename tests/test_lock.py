@@ -30,13 +30,33 @@ def test_lock_is_a_sibling_file_naming_its_holder_and_removed_after(tmp_path: Pa
         holder = read_holder(path)
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         assert holder["command"] == "index build --out idx" and holder["folder"] == str(out)
+        with output_lock(out):  # re-entrant in one process (quickstart -> eval on the folder it holds)
+            pass
+        assert path.is_file()  # the inner exit did not release the outer holder's lock
+    assert not path.exists()
+
+
+def test_another_live_process_holding_the_lock_is_named(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = (
+        f"import time; from mbert_retrieval.lock import output_lock\nwith output_lock({str(out)!r}, 'eval (other)'):\n"
+    )
+    code += "    print('held', flush=True); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
         with (
-            pytest.raises(OutputLockedError, match=rf"idx is being written by another run: pid {os.getpid()} on "),
+            pytest.raises(
+                OutputLockedError, match=rf"out is being written by another run: pid {proc.pid} on .*eval \(other\)"
+            ),
             output_lock(out),
         ):
             pass
-        assert path.is_file()  # the refused attempt did not remove the holder's lock
-    assert not path.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    with output_lock(out):  # SIGKILLed holder: its lock is stale now
+        pass
 
 
 def test_lock_is_released_on_error_and_interrupt(tmp_path: Path) -> None:
