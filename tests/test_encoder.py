@@ -22,6 +22,23 @@ def test_describe_reports_length_attention_and_shape(tiny: DenseEncoder) -> None
     # the tiny model has 512 positions: its full length is used, not a silent 512/256 default cut
     assert d["max_seq_length"] == d["max_position_embeddings"] == 512
     assert d["dim"] == 64 and d["normalize"] is True
+    assert d["unpadded"] == "sdpa"  # ModernBERT inference runs the unpadded forward (docs/encoding.md)
+
+
+def test_unpad_switch_from_config_and_process_default(tiny_modernbert: str, minilm_path: str) -> None:
+    from mbert_retrieval.config import EncoderConfig
+    from mbert_retrieval.encoders import encoder_from_config
+
+    off = encoder_from_config(EncoderConfig(model=tiny_modernbert, unpad=False), progress=False)
+    assert off.describe()["unpadded"] is None
+    backend.set_unpad_default(False)
+    try:
+        assert DenseEncoder(tiny_modernbert, show_progress=False).unpadded_path is None
+        assert DenseEncoder(tiny_modernbert, show_progress=False, unpad=True).unpadded_path == "sdpa"
+    finally:
+        backend.set_unpad_default(True)
+    # not ModernBERT: nothing to unpad, transformers' forward
+    assert DenseEncoder(minilm_path, show_progress=False).unpadded_path is None
 
 
 def test_embeddings_are_normalised_and_order_independent(tiny: DenseEncoder) -> None:
