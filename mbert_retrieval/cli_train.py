@@ -1,4 +1,4 @@
-"""``mbert-retrieval mine`` and ``mbert-retrieval sweep``: argparse and thin handlers.
+"""``mbert-retrieval mine``, ``sweep`` and ``card``: argparse and thin handlers.
 
 ``add_parsers(sub)`` registers the commands on the main parser's subparsers (``cli.build_parser``
 calls it). Handlers raise ``MbertRetrievalError`` subclasses for user errors.
@@ -46,7 +46,7 @@ last checkpoint. Outputs: OUTPUT_DIR/sweep.json and OUTPUT_DIR/sweep.md.
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``mine`` and ``sweep`` on the subparsers ``sub``."""
+    """Register ``mine``, ``sweep`` and ``card`` on the subparsers ``sub``."""
     fmt = argparse.RawDescriptionHelpFormatter
     m = sub.add_parser(
         "mine",
@@ -104,6 +104,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--index", help="eval: index spec (default: faiss-flat for dense, plaid for colbert)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser(
+        "card",
+        help="record an eval's numbers in a trained model's card (MODEL/README.md)",
+        description="Put the results of `mbert-retrieval eval --model MODEL --out OUT` into the Evaluation "
+        "section of the model card written by `mbert-retrieval train`, replacing earlier numbers.",
+        epilog="example:\n  mbert-retrieval eval --suite beir --datasets scifact --data-dir DIR --model out/run/model "
+        "--out out/eval\n  mbert-retrieval card out/run/model --eval out/eval",
+        formatter_class=fmt,
+    )
+    c.add_argument("model", help="a model folder written by `mbert-retrieval train` (OUTPUT_DIR/model)")
+    c.add_argument("--eval", required=True, help="the eval's --out folder (or its results.json)")
+    c.set_defaults(func=cmd_card)
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .train import record_eval_in_card
+
+    card = record_eval_in_card(args.model, args.eval)
+    print(f"model card updated: {card}")
+    return 0
 
 
 def cmd_mine(args: argparse.Namespace) -> int:

@@ -89,7 +89,7 @@ def run_sweep(
     from .catalog import load_index_spec, load_recipe_by_name, load_suite
     from .config import EncoderConfig, EvalConfig
     from .pipeline import run_eval
-    from .train import train
+    from .train import record_eval_in_card, train
 
     overrides = list(overrides or [])
     base = load_recipe_by_name(recipe, overrides)
@@ -149,6 +149,7 @@ def run_sweep(
             cache_dir=str(run_dir / "eval" / "cache"),
         )
         results = run_eval(cfg, progress=progress)
+        record_eval_in_card(run_dir / "model", run_dir / "eval")
         main = state["main_metric"]
         per_dataset = {key: values[main] for key, values in results["metrics"].items() if key.split(".")[0] in datasets}
         mean = math.fsum(per_dataset.values()) / len(per_dataset)

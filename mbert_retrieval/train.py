@@ -5,9 +5,12 @@ Dense models train with the sentence-transformers trainer; ColBERT models with t
 PyLate's losses and ``ColBERTCollator``. Output folder::
 
     OUTPUT_DIR/recipe.resolved.yaml   the recipe as run (after overrides)
-    OUTPUT_DIR/checkpoints/           trainer checkpoints (resume with --resume)
+    OUTPUT_DIR/checkpoints/           trainer checkpoints, each marked complete (resume with --resume)
     OUTPUT_DIR/train_log.jsonl        the trainer's log history
     OUTPUT_DIR/model/                 the final (or best) model, written to a temp folder and renamed
+    OUTPUT_DIR/model/README.md        model card: recipe, data, batch, time, eval numbers
+
+Under ``torchrun`` every rank trains (DDP, gloo on CPU); rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,31 +230,170 @@ def make_loss(recipe: Recipe, model):
 
 
 def make_evaluator(recipe: Recipe):
-    """Dense: nDCG@10 on a local BEIR set during training (the best checkpoint is kept)."""
+    """nDCG@10 on a local BEIR set during training (the best checkpoint is kept): cosine for dense
+    models (sentence-transformers' evaluator), exact MaxSim for ColBERT (PyLate's); ``None`` without
+    ``data.eval``. Both score the whole (small) corpus exactly, so keep it small."""
     e = recipe.data.eval
     if e is None:
         return None
-    if recipe.kind != "dense":
-        log.warning("evaluation during training is implemented for dense recipes only; skipped")
-        return None
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
-
     from .data.beir import load_beir_folder
 
     ds = load_beir_folder(e.beir, e.split)
     qids = list(ds.queries)[: e.max_queries] if e.max_queries else list(ds.queries)
-    return InformationRetrievalEvaluator(
-        queries={q: ds.queries[q] for q in qids},
-        corpus=dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True)),
-        relevant_docs={q: {d for d, r in ds.qrels[q].items() if r >= 1} for q in qids},
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        map_at_k=[100],
-        accuracy_at_k=[1],
-        precision_recall_at_k=[100],
-        name="eval",
-        batch_size=recipe.training.batch_size,
-    )
+    kwargs = {
+        "queries": {q: ds.queries[q] for q in qids},
+        "corpus": dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True)),
+        "relevant_docs": {q: {d for d, r in ds.qrels[q].items() if r >= 1} for q in qids},
+        "ndcg_at_k": [10],
+        "mrr_at_k": [10],
+        "map_at_k": [100],
+        "accuracy_at_k": [1],
+        "precision_recall_at_k": [100],
+        "name": "eval",
+        "batch_size": recipe.training.batch_size,
+    }
+    if recipe.kind == "dense":
+        from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+        return InformationRetrievalEvaluator(**kwargs)
+    from pylate.evaluation import PyLateInformationRetrievalEvaluator
+    from pylate.scores import colbert_scores
+
+    return PyLateInformationRetrievalEvaluator(**kwargs, score_functions={"maxsim": colbert_scores})
+
+
+def best_metric_name(recipe: Recipe) -> str:
+    """The trainer's name for the evaluator's nDCG@10 (what the best checkpoint is chosen by)."""
+    return "eval_cosine_ndcg@10" if recipe.kind == "dense" else "eval_maxsim_ndcg@10"
+
+
+# -- model card ----------------------------------------------------------------------------------
+CARD_EVAL_START = "<!-- mbert-retrieval:eval:start -->"
+CARD_EVAL_END = "<!-- mbert-retrieval:eval:end -->"
+
+
+def model_card(
+    recipe: Recipe,
+    *,
+    batch: dict[str, Any],
+    rows: int,
+    columns: list[str],
+    seconds: float,
+    log_history: list[dict[str, Any]],
+    best_checkpoint: str | None = None,
+) -> str:
+    """The README.md of a trained model: recipe (resolved YAML), data, batch semantics, training
+    time, evaluation during training, and a section ``eval_card_section`` fills in later."""
+    d = recipe.data.train
+    where = d.path or f"{d.hub_id}" + (f" ({d.subset})" if d.subset else "")
+    losses = [row for row in log_history if "loss" in row]
+    evals = [row for row in log_history if any(k.endswith("ndcg@10") for k in row)]
+    steps = max((int(row.get("step", 0)) for row in log_history), default=0)
+    lines = [
+        f"# {recipe.name}",
+        "",
+        recipe.description or "",
+        "",
+        f"Trained with `mbert-retrieval train` ({recipe.kind}, loss `{recipe.loss.name}`) from `{recipe.model.base}`.",
+        "",
+        "## Data",
+        "",
+        f"- source `{d.source}`: {where}" + (f", split {d.split}" if d.source == "beir-qrels" else ""),
+        f"- {rows:,} training rows, columns {', '.join(columns)}" + (f" (first {d.max_rows:,})" if d.max_rows else ""),
+        "",
+        "## Batch",
+        "",
+        *[f"- {k.replace('_', ' ')}: {v}" for k, v in batch.items()],
+        *([f"- recipe intent: {recipe.intent}"] if recipe.intent else []),
+        "",
+        "## Training",
+        "",
+        f"- {steps} optimizer steps in {seconds / 60:.1f} min ({seconds:.0f} s wall time)",
+        f"- learning rate {recipe.training.learning_rate:g}, warmup {recipe.training.warmup_ratio:g}, "
+        f"schedule {recipe.training.lr_scheduler}, seed {recipe.seed}",
+    ]
+    if losses:
+        lines.append(
+            f"- loss: first logged {losses[0]['loss']:.4f} (step {losses[0]['step']}), last "
+            f"{losses[-1]['loss']:.4f} (step {losses[-1]['step']})"
+        )
+    lines += ["", "## Evaluation during training", ""]
+    if evals:
+        data_eval = recipe.data.eval
+        assert data_eval is not None
+        lines += [
+            f"nDCG@10 on `{data_eval.beir}` ({data_eval.split}), exact search:",
+            "",
+            "| step | nDCG@10 |",
+            "|---:|---:|",
+        ]
+        for row in evals:
+            value = next(v for k, v in row.items() if k.endswith("ndcg@10"))
+            lines.append(f"| {row.get('step')} | {value:.4f} |")
+        if best_checkpoint:
+            lines += ["", f"Kept: the best checkpoint ({Path(best_checkpoint).name})."]
+    else:
+        lines.append("None (the recipe has no `data.eval`).")
+    lines += [
+        "",
+        "## Evaluation",
+        "",
+        CARD_EVAL_START,
+        "Not evaluated yet: `mbert-retrieval eval ... --model THIS_FOLDER --out OUT`, then "
+        "`mbert-retrieval card THIS_FOLDER --eval OUT` records the numbers here.",
+        CARD_EVAL_END,
+        "",
+        "## Recipe (resolved)",
+        "",
+        "```yaml",
+        dump_recipe(recipe).rstrip(),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def eval_card_section(results: dict[str, Any], source: str) -> str:
+    """Markdown for an eval pipeline's ``results.json``: one row per dataset, the main metric first."""
+    metrics = results.get("metric_names") or sorted({m for v in results["metrics"].values() for m in v})
+    index = results.get("index", {}).get("name", "?")
+    lines = [
+        f"Suite `{results.get('suite')}`, index `{index}` (results: `{source}`):",
+        "",
+        "| dataset | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for name, values in results["metrics"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[m]:.4f}" if m in values else "—" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def record_eval_in_card(model_dir: str | Path, eval_out: str | Path) -> Path:
+    """Put the numbers of ``eval_out/results.json`` (an eval of this model) into the model card's
+    Evaluation section, replacing what an earlier call put there. Returns the card's path."""
+    from .errors import DataError
+
+    model_dir, eval_out = Path(model_dir), Path(eval_out)
+    card = model_dir / "README.md"
+    results_path = eval_out / "results.json" if eval_out.is_dir() else eval_out
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(results_path, "no eval results here (run `mbert-retrieval eval` first)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(results_path, f"malformed JSON: {e.msg}", line=e.lineno) from None
+    if not card.is_file():
+        raise DataError(card, "no model card (not a folder written by `mbert-retrieval train`)")
+    text = card.read_text(encoding="utf-8")
+    if CARD_EVAL_START not in text or CARD_EVAL_END not in text:
+        raise DataError(card, "model card has no mbert-retrieval Evaluation section")
+    model = str(results.get("model", ""))
+    if model and Path(model).expanduser().resolve() != model_dir.resolve():
+        raise ConfigError(f"{results_path} evaluates {model}, not {model_dir}")
+    head, rest = text.split(CARD_EVAL_START, 1)
+    _, tail = rest.split(CARD_EVAL_END, 1)
+    section = eval_card_section(results, str(results_path))
+    write_text(card, f"{head}{CARD_EVAL_START}\n{section}\n{CARD_EVAL_END}{tail}")
+    return card
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -323,7 +466,7 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         eval_strategy=strategy if evaluator is not None else "no",
         eval_steps=eval_steps if evaluator is not None and strategy == "steps" else None,
         load_best_model_at_end=evaluator is not None,
-        metric_for_best_model="eval_eval_cosine_ndcg@10" if evaluator is not None else None,
+        metric_for_best_model=best_metric_name(recipe) if evaluator is not None else None,
         greater_is_better=True,
         seed=recipe.seed,
         data_seed=recipe.seed,
@@ -356,7 +499,9 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
         evaluator=evaluator,
         data_collator=collator,
     )
+    start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - start
     if not trainer.is_world_process_zero():
         return final  # rank 0 writes the log and the model
     write_lines(out / "train_log.jsonl", [json.dumps(row) for row in trainer.state.log_history])
@@ -367,6 +512,25 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
     try:
         model.save(str(tmp))
+        card = model_card(
+            recipe,
+            batch=summary,
+            rows=len(train_data),
+            columns=list(train_data.column_names),
+            seconds=seconds,
+            log_history=trainer.state.log_history,
+            best_checkpoint=trainer.state.best_model_checkpoint,
+        )
+        if resume_from is not None:
+            card = card.replace(" s wall time)", f" s wall time of the run resumed from {resume_from.name})", 1)
+        generated = tmp / "README.md"  # the library's own card: kept below ours, its front matter first
+        theirs = generated.read_text(encoding="utf-8") if generated.is_file() else ""
+        front = ""
+        if theirs.startswith("---\n") and "\n---\n" in theirs[4:]:
+            end = theirs.index("\n---\n", 4) + 5
+            front, theirs = theirs[:end], theirs[end:]
+        below = f"\n---\n\n*Card generated by the training library:*\n\n{theirs.lstrip()}" if theirs.strip() else ""
+        write_text(generated, front + card + below)
         old = None
         if final.exists():  # keep the previous model until the new one is in place
             old = out / f".model.old.{os.getpid()}"
