@@ -65,7 +65,7 @@ def read_jsonl(path: Path) -> list[str]:
         return [(d.get("title", "") + " " + d["text"]).strip() for d in map(json.loads, f)]
 
 
-def build_model(folder: Path, texts: list[str], seed: int) -> Path:
+def build_model(folder: Path, texts: list[str], seed: int, layers: int = 22) -> Path:
     """Random ModernBERT-base weights + a BPE tokenizer trained on ``texts``, saved as a plain HF folder."""
     import torch
     from transformers import ModernBertConfig, ModernBertModel
@@ -75,6 +75,7 @@ def build_model(folder: Path, texts: list[str], seed: int) -> Path:
     tokenizer = train_tokenizer(texts, vocab_size=16000, model_max_length=8192)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = ModernBertConfig(  # published ModernBERT-base hyperparameters are the defaults
+        num_hidden_layers=layers,
         pad_token_id=ids["[PAD]"],
         cls_token_id=ids["[CLS]"],
         sep_token_id=ids["[SEP]"],
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--data", help="folder with scifact/ and qmsum-longembed/ (default ../shared/data)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--layers", type=int, default=22, help="smoke tests only: fewer layers than ModernBERT-base's 22"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-v", "--verbose", action="store_true", help="time every round")
     args = parser.parse_args(argv)
@@ -203,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     transcripts = read_jsonl(data / "qmsum-longembed" / "corpus.jsonl.gz")
 
     with tempfile.TemporaryDirectory(prefix="mbert-encode-bench-") as tmp:
-        folder = build_model(Path(tmp) / "modernbert-base-random", abstracts[:3000] + transcripts[:20], args.seed)
+        folder = build_model(
+            Path(tmp) / "modernbert-base-random", abstracts[:3000] + transcripts[:20], args.seed, args.layers
+        )
         cfg = AutoConfig.from_pretrained(folder)
         st = SentenceTransformer(str(folder), device="cpu")
         ours = DenseEncoder(str(folder), device="cpu", batch_size=args.batch_size, show_progress=False)
@@ -213,17 +219,20 @@ def main(argv: list[str] | None = None) -> int:
 
         sets = {}
         mixed = mixed_documents(tokenizer, abstracts, n_mixed, args.seed)
-        sets["mixed"] = (mixed, 512, max(1, n_mixed // 64))
+        sets["mixed"] = (mixed, 512, max(1, n_mixed // 128))
         by_length = sorted(transcripts, key=len, reverse=True)[:n_long]
         sets["long"] = ([cut(tokenizer, t, args.long_length + 64) for t in by_length], args.long_length, n_long)
 
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
             f"{torch.get_num_threads()}, {torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, "
-            f"transformers {transformers.__version__}; model ModernBERT-base config, random weights "
-            f"({n_params / 1e6:.1f}M parameters), fp32, batch size {args.batch_size}"
+            f"transformers {transformers.__version__}; model ModernBERT-base config ({cfg.num_hidden_layers} layers), "
+            f"random weights ({n_params / 1e6:.1f}M parameters), fp32, batch size {args.batch_size}"
         )
         print(f"matmul fp32 [8192x768]x[768x2304]: {flops_start / 1e9:.1f} GFLOP/s (start)")
+        # warm-up (first-call allocations, thread pools) outside the timings
+        st.encode(mixed[:4], batch_size=args.batch_size)
+        ours.encode_documents(mixed[:4], desc="")
         results = {}
         for name, (texts, max_length, rounds) in sets.items():
             st.max_seq_length = max_length
