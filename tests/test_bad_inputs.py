@@ -596,7 +596,7 @@ ROWS: dict[str, Row] = {
     ),
     "model-runs-its-own-code-eval": pytest.param(
         Row(
-            lambda e: [*e.beir()[:6], "--model", _evil_checkpoint(e), *e.beir()[7:]],
+            lambda e: [*e.beir()[:5], "--model", _evil_checkpoint(e), *e.beir()[7:]],
             ["evil/modules.json: module 1 has type 'evil.Evil'"],
             absent=("out/results.json", "PWNED"),
         ),
@@ -609,7 +609,7 @@ ROWS: dict[str, Row] = {
     ),
     "model-pickle-weights-eval": pytest.param(
         Row(
-            lambda e: [*e.beir()[:6], "--model", _pickle_checkpoint(e), *e.beir()[7:]],
+            lambda e: [*e.beir()[:5], "--model", _pickle_checkpoint(e), *e.beir()[7:]],
             ["pickled/pytorch_model.bin: weights stored as a pickle"],
             absent=("out/results.json",),
         ),
