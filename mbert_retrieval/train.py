@@ -436,6 +436,15 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> P
     model = build_model(recipe)
     train_data = load_train_data(recipe)
     log.info("training rows: %d (%s)", len(train_data), ", ".join(train_data.column_names))
+    negatives = sum(1 for c in train_data.column_names if c.startswith("negative"))
+    if negatives and recipe.loss.name in ("mnrl", "cached_mnrl", "contrastive", "cached_contrastive"):
+        summary["hard_negatives_per_row"] = negatives
+        summary["candidates_per_query"] = summary["in_batch_candidates_per_query"] * (1 + negatives)
+        log.info(
+            "with %d hard negative(s) per row: %d candidates per query (positives and negatives of the batch)",
+            negatives,
+            summary["candidates_per_query"],
+        )
     loss = make_loss(recipe, model)
     evaluator = make_evaluator(recipe)
     use_cpu, bf16, fp16 = _device_precision(recipe)

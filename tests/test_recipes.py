@@ -149,6 +149,8 @@ def test_train_dense_end_to_end(tmp_path: Path, data_dir: Path, tiny_modernbert:
     assert {p.name for p in out.iterdir()} >= {"model", "recipe.resolved.yaml", "train_log.jsonl", "checkpoints"}
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert any("loss" in row for row in log)
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert "- hard negatives per row: 1\n- candidates per query: 16" in card  # 8 positives + 8 negatives
     from mbert_retrieval.encoders.dense import DenseEncoder
 
     trained = DenseEncoder(str(out / "model"), show_progress=False)
