@@ -89,7 +89,7 @@ def run_sweep(
     from .catalog import load_index_spec, load_recipe_by_name, load_suite
     from .config import EncoderConfig, EvalConfig
     from .pipeline import run_eval
-    from .train import record_eval_in_card, train
+    from .train import complete_checkpoints, record_eval_in_card, train
 
     overrides = list(overrides or [])
     base = load_recipe_by_name(recipe, overrides)
@@ -131,10 +131,10 @@ def run_sweep(
         recipe_lr = load_recipe_by_name(recipe, [*overrides, f"training.learning_rate={lr!r}", f"output_dir={run_dir}"])
         train_seconds = (done or {}).get("train_seconds")
         if not _model_done(run_dir):
-            resume = any((run_dir / "checkpoints").glob("checkpoint-*"))
+            resume = bool(complete_checkpoints(run_dir / "checkpoints"))  # else start over (overwrite)
             log.info("lr %s: training into %s%s", label, run_dir, " (resuming)" if resume else "")
             start = time.perf_counter()
-            train(recipe_lr, resume=resume, overwrite=resume)
+            train(recipe_lr, resume=resume, overwrite=True)
             train_seconds = round(time.perf_counter() - start, 1)
         cfg = EvalConfig(
             suite=suite_spec,
