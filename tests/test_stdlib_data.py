@@ -42,3 +42,25 @@ def test_build_writes_beir_folder(tmp_path: Path) -> None:
     stamp = (folder / "corpus.jsonl").stat().st_mtime_ns
     build_stdlib_dataset(tmp_path / "py", max_docs=300)  # same settings: nothing rewritten
     assert (folder / "corpus.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_split_corpora_share_no_package_and_are_reused(tmp_path: Path) -> None:
+    from mbert_retrieval.data.stdlib import build_stdlib_splits
+
+    splits = build_stdlib_splits(tmp_path / "py", max_docs=400)
+    assert not splits.reused
+    train, test = load_beir_folder(splits.train, "train"), load_beir_folder(splits.test, "test")
+    assert splits.counts["train"]["queries"] == len(train.queries) == train.n_docs
+    assert splits.counts["test"]["queries"] == len(test.queries) == test.n_docs
+    assert len(train.queries) + len(test.queries) == 400
+    packages = lambda ds: {d.split(":")[0].split(".")[0] for d in ds.corpus_ids}  # noqa: E731
+    assert not packages(train) & packages(test)  # neither queries nor documents cross the split
+    assert splits.counts["test"]["modules"] == len(packages(test))
+    for ds in (train, test):  # every query's one answer is in its own split's corpus
+        assert all(len(judged) == 1 and next(iter(judged)) in set(ds.corpus_ids) for judged in ds.qrels.values())
+        assert not any(q.split("(")[0].replace(".", "").isidentifier() and "(" in q[:40] for q in ds.queries.values())
+    assert f"test {len(test.queries):,} queries" in splits.summary()
+    stamp = (splits.test / "corpus.jsonl").stat().st_mtime_ns
+    again = build_stdlib_splits(tmp_path / "py", max_docs=400)
+    assert again.reused and again.counts == splits.counts
+    assert (splits.test / "corpus.jsonl").stat().st_mtime_ns == stamp

@@ -22,6 +22,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
 from ..io import atomic_path, write_json, write_lines
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ _SKIP_DIRS = {
     "config-3",
 }
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_SIGNATURE = re.compile(r"^[A-Za-z_][\w.]*\(")  # "D.keys() -> a set-like object ...": a call signature
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def _examples_in_file(root: Path, path: Path) -> list[CodeExample]:
 
 
 @functools.lru_cache(maxsize=4)
-def collect_examples(root: Path | None = None, max_code_chars: int = 4000) -> tuple[CodeExample, ...]:
+def collect_examples(
+    root: Path | None = None, max_code_chars: int = 4000, progress: bool = False
+) -> tuple[CodeExample, ...]:
     """All usable (docstring sentence, code) examples of the standard library, deduplicated.
 
     Private modules (``_pyio``) and private names are left out. A query text, a code text or an
@@ -134,6 +138,10 @@ def collect_examples(root: Path | None = None, max_code_chars: int = 4000) -> tu
     )
     seen: set[str] = set()
     examples: list[CodeExample] = []
+    if progress:
+        from tqdm.auto import tqdm
+
+        files = tqdm(files, desc="parse the standard library", unit="file")
     for path in files:
         for ex in _examples_in_file(root, path):
             if len(ex.code) > max_code_chars:
@@ -151,6 +159,27 @@ def module_split(module: str, test_fraction: float = 0.2) -> str:
     top = module.split(".", 1)[0]
     h = int(hashlib.sha256(top.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "test" if h < test_fraction else "train"
+
+
+def _subset(examples: list[CodeExample], max_docs: int | None) -> list[CodeExample]:
+    """Every n-th example, so that ``max_docs`` of them remain (deterministic)."""
+    if max_docs is not None and len(examples) > max_docs:
+        step = len(examples) / max_docs
+        examples = [examples[int(i * step)] for i in range(max_docs)]
+    return examples
+
+
+def _same_meta(meta_path: Path, meta: dict) -> dict | None:
+    """The recorded meta of a finished build when its settings equal ``meta``, else None."""
+    if not meta_path.is_file():
+        return None
+    try:
+        recorded = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError):
+        return None
+    if isinstance(recorded, dict) and {k: v for k, v in recorded.items() if k in meta} == meta:
+        return recorded
+    return None
 
 
 def build_stdlib_dataset(
@@ -173,16 +202,9 @@ def build_stdlib_dataset(
         "test_fraction": test_fraction,
     }
     meta_path = out_dir / "dataset.json"
-    if meta_path.is_file():
-        try:
-            if {k: v for k, v in json.loads(meta_path.read_text()).items() if k in meta} == meta:
-                return out_dir
-        except json.JSONDecodeError:
-            pass
-    examples = list(collect_examples(root) if root else collect_examples())
-    if max_docs is not None and len(examples) > max_docs:
-        step = len(examples) / max_docs
-        examples = [examples[int(i * step)] for i in range(max_docs)]
+    if _same_meta(meta_path, meta) is not None:
+        return out_dir
+    examples = _subset(list(collect_examples(root) if root else collect_examples()), max_docs)
     corpus_lines, query_lines = [], []
     split_rows: dict[str, list[str]] = {"train": [], "test": []}
     for i, ex in enumerate(examples):
@@ -200,4 +222,99 @@ def build_stdlib_dataset(
     return out_dir
 
 
-__all__ = ["CodeExample", "atomic_path", "build_stdlib_dataset", "collect_examples", "module_split"]
+@dataclass(frozen=True)
+class StdlibSplits:
+    """Where :func:`build_stdlib_splits` wrote the two BEIR folders, and what is in them."""
+
+    folder: Path
+    counts: dict[str, dict[str, int]]  # split -> {"queries", "documents", "modules"}
+    reused: bool = False
+
+    @property
+    def train(self) -> Path:
+        return self.folder / "train"
+
+    @property
+    def test(self) -> Path:
+        return self.folder / "test"
+
+    def summary(self) -> str:
+        parts = [
+            f"{split} {c['queries']:,} queries / {c['documents']:,} documents from {c['modules']} packages"
+            for split, c in self.counts.items()
+        ]
+        return f"python-stdlib (Python {sys.version.split()[0]}): " + "; ".join(parts)
+
+
+def build_stdlib_splits(
+    out_dir: str | Path,
+    *,
+    max_docs: int | None = None,
+    test_fraction: float = 0.2,
+    root: Path | None = None,
+    progress: bool = False,
+) -> StdlibSplits:
+    """Write the set as two separate BEIR folders, ``out_dir/train`` and ``out_dir/test``.
+
+    Unlike :func:`build_stdlib_dataset` (one corpus, two qrels files), each split has its own
+    corpus: the test documents come only from test packages, so neither the tokenizer nor the
+    model trained on ``train`` has seen a test query or document. Queries that are a call
+    signature rather than a sentence (``D.keys() -> a set-like object``; 78 of 4,167 on
+    Python 3.11) are left out. Each folder holds
+    ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``; ``out_dir/dataset.json`` is
+    written last, and rebuilding with the same settings and interpreter reuses the folders.
+    """
+    out_dir = Path(out_dir)
+    meta = {
+        "source": "python-stdlib",
+        "layout": "split-corpora",
+        "queries": "sentences",
+        "python": sys.version.split()[0],
+        "max_docs": max_docs,
+        "test_fraction": test_fraction,
+    }
+    meta_path = out_dir / "dataset.json"
+    recorded = _same_meta(meta_path, meta)
+    if recorded is not None and all((out_dir / s / "qrels" / f"{s}.tsv").is_file() for s in ("train", "test")):
+        return StdlibSplits(out_dir, recorded["counts"], reused=True)
+    found = collect_examples(root or stdlib_root(), progress=progress)
+    examples = [e for e in found if not _SIGNATURE.match(e.query)]
+    examples = _subset(examples, max_docs)
+    by_split: dict[str, list[CodeExample]] = {"train": [], "test": []}
+    for ex in examples:
+        by_split[module_split(ex.module, test_fraction)].append(ex)
+    counts: dict[str, dict[str, int]] = {}
+    for split, rows in by_split.items():
+        if not rows:
+            raise DataError(out_dir, f"the {split} split is empty: raise max_docs or change test_fraction")
+        folder = out_dir / split
+        write_lines(folder / "corpus.jsonl", (json.dumps({"_id": e.doc_id, "title": "", "text": e.code}) for e in rows))
+        write_lines(
+            folder / "queries.jsonl",
+            (
+                json.dumps({"_id": f"{split}-q{i}", "text": e.query, "metadata": {"module": e.module}})
+                for i, e in enumerate(rows)
+            ),
+        )
+        write_lines(
+            folder / "qrels" / f"{split}.tsv",
+            ["query-id\tcorpus-id\tscore", *(f"{split}-q{i}\t{e.doc_id}\t1" for i, e in enumerate(rows))],
+        )
+        counts[split] = {
+            "queries": len(rows),
+            "documents": len(rows),
+            "modules": len({e.module.split(".", 1)[0] for e in rows}),
+        }
+    write_json(meta_path, {**meta, "counts": counts})
+    return StdlibSplits(out_dir, counts)
+
+
+__all__ = [
+    "CodeExample",
+    "StdlibSplits",
+    "atomic_path",
+    "build_stdlib_dataset",
+    "build_stdlib_splits",
+    "collect_examples",
+    "module_split",
+]

@@ -14,15 +14,52 @@ from pathlib import Path
 
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
 
+# Named sizes for ``build_modernbert(**MODEL_SIZES[name])``, keeping ModernBERT's layout: RoPE,
+# GeGLU, pre-norm, sliding-window (local) attention with a global layer every n-th layer.
+# (ModernBERT-base: 22 layers, hidden 768, 12 heads, local window 128, global every 3rd layer.)
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    # 4 layers x 128, 2 heads, local window 32, global layers 0 and 2: 0.66M parameters besides
+    # the 0.5M of the embeddings; a training step (batch 32, 64 tokens) takes well under a second on
+    # a 2-core CPU. The quickstart's model.
+    "mini": {
+        "vocab_size": 4000,
+        "hidden_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "intermediate_size": 256,
+        "local_attention": 32,
+        "global_attn_every_n_layers": 2,
+    },
+}
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, model_max_length: int = 512):
-    """A WordPiece-style special-token BPE tokenizer (``[CLS] text [SEP]``), as a fast tokenizer."""
+
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 2000, model_max_length: int = 512, *, word_level_text: bool = False
+):
+    """A WordPiece-style special-token BPE tokenizer (``[CLS] text [SEP]``), as a fast tokenizer.
+
+    ``word_level_text``: lower-case the text and cut it into words at whitespace and punctuation
+    (``read_file`` -> ``read``, ``_``, ``file``) before byte-level BPE, so a word is the same token
+    in a docstring sentence (``Read``) and in code (``read_file``), wherever it stands. Default:
+    GPT-2-style byte-level pre-tokenization, case kept, the space before a word part of its token.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC()])
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    if word_level_text:
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.WhitespaceSplit(),
+                pre_tokenizers.Punctuation(),
+                pre_tokenizers.Digits(individual_digits=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC()])
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -61,13 +98,22 @@ def build_modernbert(
     global_attn_every_n_layers: int = 2,
     max_position_embeddings: int = 512,
     seed: int = 0,
+    model_max_length: int | None = None,
+    word_level_text: bool = False,
 ) -> Path:
-    """Write a tokenizer and a randomly initialised ModernBERT to ``out_dir``; return it."""
+    """Write a tokenizer and a randomly initialised ModernBERT to ``out_dir``; return it.
+
+    ``model_max_length`` (default: ``max_position_embeddings``) is the tokenizer's length limit,
+    which sentence-transformers takes as the model's ``max_seq_length``; ``word_level_text`` is
+    :func:`train_tokenizer`'s.
+    """
     import torch
     from transformers import ModernBertConfig, ModernBertModel
 
     out_dir = Path(out_dir)
-    tokenizer = train_tokenizer(texts, vocab_size, max_position_embeddings)
+    tokenizer = train_tokenizer(
+        texts, vocab_size, model_max_length or max_position_embeddings, word_level_text=word_level_text
+    )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = ModernBertConfig(
         vocab_size=len(tokenizer),
