@@ -101,11 +101,11 @@ def complete_npy(path: Path) -> bool:
 
 @pytest.mark.parametrize("sig", signals(default=signal.SIGKILL))
 def test_killed_index_build_resumes(sig: int, tmp_path: Path, tiny_modernbert: str, capsys) -> None:
-    docs = corpus(400)
+    docs = corpus(200)
     path = write_jsonl(tmp_path / "corpus.jsonl", docs)
     out = tmp_path / "idx"
     argv = ["index", "build", "--model", tiny_modernbert, "--corpus", str(path), "--spec", "faiss-flat"]
-    argv += ["--out", str(out), "--shard-size", "40", "--batch-size", "20", "--no-progress"]
+    argv += ["--out", str(out), "--shard-size", "20", "--batch-size", "20", "--no-progress"]
     log = tmp_path / "killed.log"
     shards = tmp_path / "idx.partial" / "shards"
     died = kill_when(spawn(argv, log), lambda: any(shards.glob("*/*/shard-*.npy")), sig, log)
@@ -120,7 +120,7 @@ def test_killed_index_build_resumes(sig: int, tmp_path: Path, tiny_modernbert: s
     assert ("removing the stale lock of a run that is gone" in captured.err) == died
     assert f"{len(done)} reused from an interrupted run" in captured.out
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["n_docs"] == 400 and manifest["build"]["n_shards"] == 10
+    assert manifest["n_docs"] == 200 and manifest["build"]["n_shards"] == 10
     assert (out / "doc_ids.txt").read_text().split() == [d["_id"] for d in docs]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "idx", "killed.log"]  # no lock, tmp, work
 
@@ -130,7 +130,7 @@ def test_killed_eval_keeps_finished_datasets_and_resumes(
     sig: int, tmp_path: Path, tiny_modernbert: str, capsys
 ) -> None:
     qrels = "query-id\tcorpus-id\tscore\n{p}q0\t{p}3\t1\n{p}q1\t{p}7\t1\n"
-    for name, n in (("small", 30), ("large", 400)):
+    for name, n in (("small", 30), ("large", 200)):
         folder = tmp_path / "data" / name
         write_jsonl(folder / "corpus.jsonl", corpus(n, seed=n, prefix=name))
         write_jsonl(
