@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from . import __version__
 from .cli_doctor import add_parsers as add_doctor_parsers
 from .cli_index import add_parsers as add_index_parsers
+from .cli_quickstart import add_parsers as add_quickstart_parsers
 from .cli_report import add_parsers as add_report_parsers
 from .cli_train import add_parsers as add_train_parsers
 from .errors import MbertRetrievalError
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parsers(sub)
     add_train_parsers(sub)
     add_doctor_parsers(sub)
+    add_quickstart_parsers(sub)
     _add_ls(sub)
     return parser
 

@@ -1,0 +1,604 @@
+"""``mbert-retrieval quickstart``: the whole toolkit end to end, offline, on a CPU, in minutes.
+
+Orchestration only: every stage is a library call, and its outputs are the ones the other commands
+write and read.
+
+1. ``data``: ``data.stdlib.build_stdlib_splits`` -> ``OUT/data/python-stdlib/{train,test}`` (BEIR
+   folders: docstring first sentence -> code without the docstring, split by package);
+2. ``model``: ``encoders.modernbert.build_modernbert`` (a small random ModernBERT, a BPE tokenizer
+   trained on the train split) -> ``OUT/base-model``; skipped when ``model=`` names a checkpoint;
+3. ``bm25`` and the untrained baselines (the base model as a dense and as a ColBERT retriever):
+   ``pipeline.run_eval`` -> ``OUT/eval/{bm25,untrained-dense,untrained-colbert}``;
+4. ``train-dense`` / ``train-colbert``: ``train.train`` with ``recipes/quickstart-{dense,colbert}.yaml``
+   -> ``OUT/train/{dense,colbert}/model``;
+5. ``index-faiss``: ``indexing.build_index`` (trained dense model, test corpus, ``faiss-flat``) ->
+   ``OUT/indexes/dense-faiss``, searchable with ``mbert-retrieval search``;
+6. ``eval-dense`` / ``eval-colbert``: ``pipeline.run_eval`` (FAISS flat; PLAID, whose index is kept
+   in ``OUT/eval/colbert/indices/python-stdlib``);
+7. ``OUT/results.json`` + ``OUT/results.md``: one table (nDCG@10, R@100, seconds per stage), and an
+   example query searched in both saved indices.
+
+Resumable: ``OUT/quickstart.json`` records each finished stage; a re-run with the same settings
+reuses them (``overwrite=True`` recomputes everything), and another setting in the same ``OUT`` is
+refused. Every file is written atomically by the library call that writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .catalog import load_index_spec, load_recipe_by_name
+from .config import DatasetSpec, EncoderConfig, EvalConfig, SuiteSpec
+from .errors import ConfigError, OutputExistsError
+from .io import write_json, write_text
+from .versions import versions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = "out/quickstart"
+DATASET = "python-stdlib"
+METRICS = ["nDCG@10", "R@100", "RR@10"]
+TOP_K = 100
+STATE_FILE = "quickstart.json"
+RESULTS_FILE = "results.json"
+BAR = 0.10  # the issue's bar: trained beats the same architecture untrained by this much nDCG@10
+
+
+@dataclass(frozen=True)
+class Size:
+    """One quickstart size: how much data, which model, how long the texts and the training are."""
+
+    name: str
+    description: str
+    max_docs: int | None  # stdlib examples kept (None: all)
+    model: str  # a key of encoders.modernbert.MODEL_SIZES
+    doc_length: int  # document tokens: dense max_seq_length and ColBERT document_length
+    query_length: int  # ColBERT query tokens
+    steps: int | None  # training steps of each model (None: the recipes' max_steps)
+
+
+SIZES = {
+    "small": Size("small", "all stdlib examples; 4 x 128 ModernBERT; the recipes' steps", None, "mini", 64, 24, None),
+    "tiny": Size("tiny", "900 stdlib examples; 4 x 128 ModernBERT; 20 steps (the test's)", 900, "mini", 64, 24, 20),
+}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Stages:
+    """Finished stages recorded in ``OUT/quickstart.json``: reused on a re-run with the same settings."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+        self.path = out / STATE_FILE
+        self.settings = settings
+        self.state: dict[str, Any] = {"settings": settings, "stages": {}}
+        if self.path.is_file() and not overwrite:
+            try:
+                previous = json.loads(self.path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                previous = None
+            if not isinstance(previous, dict) or previous.get("settings") != settings:
+                raise OutputExistsError(
+                    f"{out} holds a quickstart run with other settings ({self.path}); "
+                    "choose another --out or pass --overwrite"
+                )
+            self.state = previous
+        self.reused: list[str] = []
+
+    def run(self, name: str, title: str, fn: Callable[[], dict[str, Any]], done: bool = True) -> dict[str, Any]:
+        """Run stage ``name`` unless it finished before (and ``done``: its outputs are still there)."""
+        record = self.state["stages"].get(name)
+        if record is not None and done:
+            log.info("[%s] %s: reused (finished %s)", name, title, record["finished"])
+            self.reused.append(name)
+            return record
+        log.info("[%s] %s", name, title)
+        t = time.perf_counter()
+        info = fn()
+        record = {"seconds": round(time.perf_counter() - t, 2), "finished": _now(), **info}
+        self.state["stages"][name] = record
+        write_json(self.path, self.state)
+        return record
+
+
+def _suite() -> SuiteSpec:
+    return SuiteSpec(
+        name="quickstart",
+        description="the quickstart's test split: stdlib code search, test packages only",
+        metrics=METRICS,
+        main_metric="nDCG@10",
+        top_k=TOP_K,
+        datasets=[DatasetSpec(name=DATASET, folder=f"{DATASET}/test", split="test")],
+    )
+
+
+def _evaluate(
+    out: Path, data_dir: Path, encoder: EncoderConfig, index: str | None, *, overwrite: bool, progress: bool
+) -> dict[str, Any]:
+    """``run_eval`` on the test split (``data_dir/python-stdlib/test``) into ``out``; the table row's record."""
+    from .pipeline import run_eval
+
+    cfg = EvalConfig(
+        suite=_suite(),
+        datasets=[DATASET],
+        data_dir=str(data_dir),
+        encoder=encoder,
+        index=load_index_spec(index) if index else None,
+        top_k=TOP_K,
+        out=str(out),
+        cache_dir=str(out / "cache"),
+    )
+    results = run_eval(cfg, overwrite=overwrite, progress=progress)
+    record = results["datasets"][DATASET]
+    seconds = record.get("seconds", {})
+    return {
+        "metrics": results["metrics"][DATASET],
+        "results": str(out / "results.json"),
+        "run": str(out / record["run"]),
+        "n_docs": record["n_docs"],
+        "n_queries": record["n_queries"],
+        "index": record.get("index"),
+        "index_seconds": round(seconds.get("encode_documents", 0.0) + seconds.get("index", 0.0), 2),
+        "search_seconds": round(seconds.get("encode_queries", 0.0) + seconds.get("search", 0.0), 2),
+    }
+
+
+def _dense(model: str, size: Size) -> EncoderConfig:
+    return EncoderConfig(kind="dense", model=model, max_seq_length=size.doc_length)
+
+
+def _colbert(model: str, size: Size) -> EncoderConfig:
+    return EncoderConfig(kind="colbert", model=model, query_length=size.query_length, document_length=size.doc_length)
+
+
+def _train(recipe_name: str, base: str, out: Path, data: Path, size: Size, steps: int, overwrite: bool) -> dict:
+    from .train import train
+
+    overrides = [
+        f"model.base={base}",
+        f"output_dir={out}",
+        f"data.train.path={data}",
+        f"training.max_steps={steps}",
+    ]
+    overrides.append(
+        f"model.max_seq_length={size.doc_length}"
+        if recipe_name.endswith("dense")
+        else f"model.document_length={size.doc_length}"
+    )
+    if recipe_name.endswith("colbert"):
+        overrides.append(f"model.query_length={size.query_length}")
+    recipe = load_recipe_by_name(recipe_name, overrides)
+    resume = not overwrite and not (out / "model").exists() and any((out / "checkpoints").glob("checkpoint-*"))
+    if resume:
+        log.info("resuming %s from its last checkpoint in %s", recipe_name, out / "checkpoints")
+    model = train(recipe, resume=resume, overwrite=True)
+    history = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    losses = [row["loss"] for row in history if "loss" in row]
+    return {
+        "model": str(model),
+        "recipe": f"recipes/{recipe_name}.yaml",
+        "steps": recipe.training.max_steps,
+        "batch_size": recipe.training.batch_size,
+        "learning_rate": recipe.training.learning_rate,
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+    }
+
+
+def _model_facts(path: Path) -> dict[str, Any]:
+    """What the table says about the base model: read from its ``config.json``."""
+    cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    keys = (
+        "model_type",
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "intermediate_size",
+        "local_attention",
+        "global_attn_every_n_layers",
+        "vocab_size",
+        "max_position_embeddings",
+    )
+    return {k: cfg.get(k) for k in keys}
+
+
+# Seconds of one training step (batch 32) per second of encoding one test document with the
+# untrained model, measured on a 2-core CPU (see docs/quickstart.md); used only by --minutes.
+STEP_PER_ENCODED_DOC = 0.0
+MIN_STEPS, MAX_EPOCHS = 10, 4
+
+
+def plan_steps(minutes: float, elapsed: float, stages: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Training steps per model so the whole run takes about ``minutes``: what is left of the budget
+    after the stages so far and the (estimated) evaluations still to come, divided by an estimated
+    step time (the recipes' step counts scaled by this machine's measured encoding speed)."""
+    untrained = stages["eval-untrained-dense"]
+    per_doc = untrained["index_seconds"] / max(1, untrained["n_docs"])
+    step = STEP_PER_ENCODED_DOC * per_doc
+    evals_left = sum(stages[k]["seconds"] for k in ("eval-untrained-dense", "eval-untrained-colbert"))
+    evals_left += stages["eval-untrained-dense"]["seconds"]  # the FAISS index build encodes the corpus again
+    left = minutes * 60 - elapsed - evals_left
+    train_rows = stages["data"]["counts"]["train"]["queries"]
+    cap = max(MIN_STEPS, MAX_EPOCHS * train_rows // 32)
+    steps = int(min(cap, max(MIN_STEPS, left / 2 / step))) if step > 0 else settings["dense_steps"]
+    log.info(
+        "%.0f s of the %g minutes left for training: %d steps per model (estimated %.2f s per step)",
+        left,
+        minutes,
+        steps,
+        step,
+    )
+    return {"dense_steps": steps, "colbert_steps": steps, "seconds_per_step": round(step, 3), "left": round(left)}
+
+
+def describe_model(facts: dict[str, Any]) -> str:
+    if facts.get("model_type") != "modernbert" or "num_hidden_layers" not in facts:
+        return str(facts.get("name", "?"))
+    return (
+        f"ModernBERT {facts['num_hidden_layers']} layers x {facts['hidden_size']} "
+        f"(local window {facts['local_attention']}, global every {facts['global_attn_every_n_layers']}, RoPE), "
+        f"BPE vocabulary {facts['vocab_size']:,}"
+    )
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return ""
+    if s < 100:
+        return f"{s:.1f} s"
+    minutes, seconds = divmod(round(s), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
+ROWS = [  # (row key, label, train stage, eval stage)
+    ("bm25", "BM25 (bm25s, MTEB settings)", None, "bm25"),
+    ("untrained-dense", "dense, untrained", None, "eval-untrained-dense"),
+    ("dense", "dense, trained (quickstart-dense)", "train-dense", "eval-dense"),
+    ("untrained-colbert", "ColBERT, untrained", None, "eval-untrained-colbert"),
+    ("colbert", "ColBERT, trained (quickstart-colbert)", "train-colbert", "eval-colbert"),
+]
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The quickstart's one table: a row per retriever, metrics x100 and seconds per stage."""
+    lines = [
+        "| retriever | index | nDCG@10 | R@100 | train | encode + index | search |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        m = row["metrics"]
+        lines.append(
+            f"| {row['label']} | {row['index']} | {100 * m['nDCG@10']:.2f} | {100 * m['R@100']:.2f} | "
+            f"{_fmt_seconds(row.get('train_seconds')) or '-'} | {_fmt_seconds(row['index_seconds'])} | "
+            f"{_fmt_seconds(row['search_seconds'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _gains(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    gains = {}
+    for kind in ("dense", "colbert"):
+        if kind in rows and f"untrained-{kind}" in rows:
+            gain = rows[kind]["metrics"]["nDCG@10"] - rows[f"untrained-{kind}"]["metrics"]["nDCG@10"]
+            gains[kind] = {"nDCG@10_gain": round(gain, 4), "bar": BAR, "passed": gain >= BAR}
+    return gains
+
+
+def _answer_rank(run_path: str, qid: str, relevant: list[str]) -> int | None:
+    """Rank (1-based, trec_eval order) of the first relevant document in a saved run, None if absent."""
+    from .runs import read_run
+
+    ranked = sorted(read_run(run_path).get(qid, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+    return next((i for i, (doc, _) in enumerate(ranked, start=1) if doc in relevant), None)
+
+
+def _example(out: Path, data: Path, stages: dict[str, Any]) -> dict[str, Any]:
+    """The first test query, searched in the saved FAISS and PLAID indices (top 3 hits of each), and
+    where each retriever's run ranked its answer."""
+    from .data.beir import load_beir_folder
+    from .search import SearchIndex
+
+    ds = load_beir_folder(data / "test", "test")
+    text = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
+    qid = next(iter(ds.queries))
+    relevant = sorted(d for d, r in ds.qrels[qid].items() if r >= 1)
+    example: dict[str, Any] = {"query_id": qid, "query": ds.queries[qid], "relevant": relevant, "hits": {}}
+    places = {"dense": stages["index-faiss"]["path"], "colbert": stages["eval-colbert"]["plaid_index"]}
+    for name, folder in places.items():
+        with SearchIndex.load(folder) as index:
+            hits = index.search(ds.queries[qid], k=3)[0]
+        example["hits"][name] = [
+            {"rank": h.rank, "id": h.id, "score": round(h.score, 4), "relevant": h.id in relevant, "text": text[h.id]}
+            for h in hits
+        ]
+    example["answer_rank"] = {label: _answer_rank(stages[stage]["run"], qid, relevant) for _, label, _, stage in ROWS}
+    return example
+
+
+def format_example(example: dict[str, Any]) -> str:
+    lines = [
+        f'example query ({example["query_id"]}): "{example["query"]}"',
+        f"  answer: {', '.join(example['relevant'])}",
+    ]
+    for name, hits in example["hits"].items():
+        lines.append(f"  {'dense (FAISS)' if name == 'dense' else 'ColBERT (PLAID)'}:")
+        for h in hits:
+            first = next((ln.strip() for ln in h["text"].splitlines() if ln.strip()), "")
+            mark = "*" if h["relevant"] else " "
+            lines.append(f"   {mark}{h['rank']}. {h['score']:8.3f}  {h['id']:<40.40}  {first[:60]}")
+    lines.append("  (* = the function whose docstring the query is)")
+    ranks = [f"{label.split(' (')[0]} {rank or '>' + str(TOP_K)}" for label, rank in example["answer_rank"].items()]
+    lines.append("  the answer's rank: " + "; ".join(ranks))
+    return "\n".join(lines)
+
+
+def run_quickstart(
+    out: str | Path = DEFAULT_OUT,
+    *,
+    size: str = "small",
+    model: str | None = None,
+    minutes: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the whole pipeline into ``out`` and return the results (also in ``OUT/results.json``)."""
+    from .data.stdlib import build_stdlib_splits
+    from .encoders.modernbert import MODEL_SIZES
+
+    if size not in SIZES:
+        raise ConfigError(f"unknown quickstart size {size!r}; choose one of {', '.join(SIZES)}")
+    if minutes is not None and minutes <= 0:
+        raise ConfigError(f"--minutes must be positive, got {minutes}")
+    sz = SIZES[size]
+    out = Path(out)
+    t_start = time.perf_counter()
+    dense_recipe = load_recipe_by_name("quickstart-dense")
+    colbert_recipe = load_recipe_by_name("quickstart-colbert")
+    settings = {
+        "size": size,
+        "model": model,
+        "minutes": minutes,
+        "python": sys.version.split()[0],
+        "dense_steps": sz.steps or dense_recipe.training.max_steps,
+        "colbert_steps": sz.steps or colbert_recipe.training.max_steps,
+    }
+    if overwrite:
+        for sub in ("data", "base-model", "eval", "train", "indexes", STATE_FILE):
+            target = out / sub
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(out, settings, overwrite)
+    data = out / "data" / DATASET
+
+    def build_data() -> dict[str, Any]:
+        splits = build_stdlib_splits(data, max_docs=sz.max_docs, progress=progress)
+        log.info("%s", splits.summary())
+        return {"counts": splits.counts, "folder": str(data)}
+
+    data_rec = stages.run("data", "build the stdlib code-search set", build_data, (data / "dataset.json").is_file())
+
+    base_dir = out / "base-model"
+
+    def build_model() -> dict[str, Any]:
+        from .data.beir import load_beir_folder
+        from .encoders.modernbert import build_modernbert
+
+        train_ds = load_beir_folder(data / "train", "train")
+        texts = [*train_ds.queries.values(), *train_ds.corpus_texts]
+        tmp = out / ".base-model.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        build_modernbert(tmp, texts, **MODEL_SIZES[sz.model], model_max_length=512, word_level_text=True)
+        if base_dir.exists():
+            shutil.rmtree(base_dir)
+        tmp.rename(base_dir)
+        facts = _model_facts(base_dir)
+        log.info("%s: %s", base_dir, describe_model(facts))
+        return {"path": str(base_dir), "facts": facts, "tokenizer_texts": len(texts)}
+
+    if model is None:
+        model_rec = stages.run(
+            "model", "a small ModernBERT + BPE tokenizer trained on the train split", build_model, base_dir.is_dir()
+        )
+        base = model_rec["path"]
+        facts = model_rec["facts"]
+    else:
+        base = model
+        facts = {"name": model}
+        if (Path(model).expanduser() / "config.json").is_file():
+            facts = {"name": model, **_model_facts(Path(model).expanduser())}
+
+    evals = out / "eval"
+
+    def evaluation(name: str, encoder: EncoderConfig, index: str | None) -> Callable[[], dict[str, Any]]:
+        return lambda: _evaluate(evals / name, out / "data", encoder, index, overwrite=overwrite, progress=progress)
+
+    def finished(name: str) -> bool:
+        return (evals / name / "results.json").is_file()
+
+    stages.run(
+        "bm25", "BM25 on the test split", evaluation("bm25", EncoderConfig(model="bm25"), None), finished("bm25")
+    )
+    stages.run(
+        "eval-untrained-dense",
+        "the untrained model as a dense retriever (mean pooling), FAISS flat",
+        evaluation("untrained-dense", _dense(base, sz), "faiss-flat"),
+        finished("untrained-dense"),
+    )
+    stages.run(
+        "eval-untrained-colbert",
+        "the untrained model as ColBERT (seeded 128-dim projection), PLAID",
+        evaluation("untrained-colbert", _colbert(base, sz), "plaid"),
+        finished("untrained-colbert"),
+    )
+
+    if minutes is not None:
+        plan = stages.run(
+            "plan",
+            f"training steps that fit {minutes:g} minutes",
+            lambda: plan_steps(minutes, time.perf_counter() - t_start, stages.state["stages"], settings),
+        )
+    trained: dict[str, str] = {}
+    for kind in ("dense", "colbert"):
+        folder = out / "train" / kind
+        steps = plan[f"{kind}_steps"] if minutes is not None else settings[f"{kind}_steps"]
+        rec = stages.run(
+            f"train-{kind}",
+            f"train the {kind} model: recipes/quickstart-{kind}.yaml, {steps} steps",
+            lambda kind=kind, folder=folder, steps=steps: _train(
+                f"quickstart-{kind}", base, folder, data / "train", sz, steps, overwrite
+            ),
+            (folder / "model").is_dir(),
+        )
+        trained[kind] = rec["model"]
+
+    faiss_dir = out / "indexes" / "dense-faiss"
+
+    def build_faiss() -> dict[str, Any]:
+        from .indexing import build_index
+
+        result = build_index(
+            trained["dense"],
+            data / "test",
+            "faiss-flat",
+            faiss_dir,
+            max_seq_length=sz.doc_length,
+            overwrite=True,
+            progress=progress,
+        )
+        assert result is not None  # one process: rank 0
+        return {"path": str(result.path), "n_docs": result.n_docs, "dim": result.dim, "factory": result.factory}
+
+    stages.run("index-faiss", "FAISS index of the test corpus (trained dense model)", build_faiss, faiss_dir.is_dir())
+    stages.run(
+        "eval-dense",
+        "evaluate the trained dense model",
+        evaluation("dense", _dense(trained["dense"], sz), "faiss-flat"),
+        finished("dense"),
+    )
+
+    def eval_colbert() -> dict[str, Any]:
+        record = evaluation("colbert", _colbert(trained["colbert"], sz), "plaid")()
+        return {**record, "plaid_index": str(evals / "colbert" / "indices" / DATASET)}
+
+    stages.run("eval-colbert", "evaluate the trained ColBERT model, PLAID index", eval_colbert, finished("colbert"))
+
+    recorded = stages.state["stages"]
+    rows = []
+    by_key = {}
+    for key, label, train_stage, eval_stage in ROWS:
+        rec = recorded[eval_stage]
+        row = {
+            "key": key,
+            "label": label,
+            "index": {"bm25s": "bm25s", "faiss": "FAISS flat", "plaid": "PLAID"}.get(rec["index"], rec["index"] or "?"),
+            "metrics": rec["metrics"],
+            "train_seconds": recorded[train_stage]["seconds"] if train_stage else None,
+            "index_seconds": rec["index_seconds"],
+            "search_seconds": rec["search_seconds"],
+            "results": rec["results"],
+        }
+        if train_stage:
+            row["train"] = {k: recorded[train_stage][k] for k in ("recipe", "steps", "batch_size", "learning_rate")}
+        rows.append(row)
+        by_key[key] = row
+
+    example = _example(out, data, recorded)
+    total = time.perf_counter() - t_start
+    results = {
+        "quickstart": settings,
+        "base_model": {"path": base, **facts, "description": describe_model(facts)},
+        "data": {"folder": str(data), "counts": data_rec["counts"]},
+        "metric_names": METRICS,
+        "top_k": TOP_K,
+        "rows": rows,
+        "gains": _gains(by_key),
+        "stages": {k: v["seconds"] for k, v in recorded.items()},
+        "reused_stages": stages.reused,
+        "seconds_total": round(total, 1),
+        "outputs": outputs(out, recorded),
+        "example": example,
+        "versions": versions(),
+        "finished": _now(),
+    }
+    write_json(out / RESULTS_FILE, results)
+    write_text(out / "results.md", render_markdown(results) + "\n")
+    return results
+
+
+def outputs(out: Path, stages: dict[str, Any]) -> dict[str, str]:
+    return {
+        "data": str(out / "data" / DATASET),
+        "base model": stages["model"]["path"] if "model" in stages else "",
+        "dense model": stages["train-dense"]["model"],
+        "ColBERT model": stages["train-colbert"]["model"],
+        "FAISS index": stages["index-faiss"]["path"],
+        "PLAID index": stages["eval-colbert"]["plaid_index"],
+        "eval results": str(out / "eval"),
+        "results": str(out / RESULTS_FILE),
+    }
+
+
+def format_outputs(results: dict[str, Any]) -> str:
+    """Where everything was written, and the commands that use it next."""
+    o = results["outputs"]
+    width = max(len(k) for k in o)
+    lines = ["written:"] + [f"  {k:<{width}}  {v}" for k, v in o.items() if v]
+    lines += [
+        "next:",
+        f'  mbert-retrieval search --index {o["FAISS index"]} "parse a configuration file" -k 5',
+        f'  mbert-retrieval search --index {o["PLAID index"]} "parse a configuration file" -k 5',
+        f"  mbert-retrieval train recipes/quickstart-dense.yaml model.base={o['base model'] or 'PATH'} "
+        f"data.train.path={o['data']}/train output_dir=DIR   # train again, changing any key",
+    ]
+    return "\n".join(lines)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """Table, bar, stage times and the example query, as printed and written to ``results.md``."""
+    counts = results["data"]["counts"]
+    gains = results["gains"]
+    stage_times = ", ".join(f"{k} {_fmt_seconds(v)}" for k, v in results["stages"].items())
+    lines = [
+        f"python-stdlib code search, test split: {counts['test']['queries']:,} queries over "
+        f"{counts['test']['documents']:,} functions and classes of {counts['test']['modules']} packages "
+        f"(trained on {counts['train']['queries']:,} pairs from {counts['train']['modules']} other packages)",
+        f"base model: {results['base_model']['description']}",
+        "",
+        results_table(results),
+        "",
+        "trained - untrained nDCG@10: "
+        + ", ".join(
+            f"{k} {v['nDCG@10_gain']:+.4f} ({'passes' if v['passed'] else 'below'} the {v['bar']:.2f} bar)"
+            for k, v in gains.items()
+        ),
+        f"stages: {stage_times}",
+        f"total: {_fmt_seconds(results['seconds_total'])}"
+        + (f" ({len(results['reused_stages'])} stages reused from an earlier run)" if results["reused_stages"] else ""),
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_OUT",
+    "SIZES",
+    "format_example",
+    "format_outputs",
+    "render_markdown",
+    "results_table",
+    "run_quickstart",
+]

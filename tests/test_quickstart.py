@@ -1,0 +1,125 @@
+"""`mbert-retrieval quickstart` end to end at the reduced size: every stage runs, training helps,
+the outputs load with the toolkit's own readers, and a re-run reuses the finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mbert_retrieval.cli import main
+
+STAGES = {
+    "data",
+    "model",
+    "bm25",
+    "eval-untrained-dense",
+    "eval-untrained-colbert",
+    "train-dense",
+    "train-colbert",
+    "index-faiss",
+    "eval-dense",
+    "eval-colbert",
+}
+ROWS = ["bm25", "untrained-dense", "dense", "untrained-colbert", "colbert"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = main(["-q", "quickstart", "--size", "tiny", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out, stdout.getvalue()
+
+
+def test_every_stage_runs_and_training_helps(tiny_run: tuple[Path, str]) -> None:
+    out, printed = tiny_run
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(results["stages"]) == STAGES and results["reused_stages"] == []
+    assert [r["key"] for r in results["rows"]] == ROWS
+    rows = {r["key"]: r for r in results["rows"]}
+    for row in rows.values():
+        assert set(row["metrics"]) == {"nDCG@10", "R@100", "RR@10"}
+        assert all(0.0 <= v <= 1.0 for v in row["metrics"].values())
+    assert rows["dense"]["metrics"]["nDCG@10"] > rows["untrained-dense"]["metrics"]["nDCG@10"]
+    assert rows["colbert"]["metrics"]["nDCG@10"] > rows["untrained-colbert"]["metrics"]["nDCG@10"]
+    assert rows["dense"]["train"]["steps"] == rows["colbert"]["train"]["steps"] == 20
+    counts = results["data"]["counts"]
+    assert counts["train"]["queries"] + counts["test"]["queries"] == 900
+    assert results["base_model"]["model_type"] == "modernbert"
+    # one table, the paths and the example query are printed; the table is also in results.md
+    assert printed.count("| retriever |") == 1
+    assert "BM25" in printed and "example query" in printed and str(out / "results.json") in printed
+    assert "| retriever |" in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_outputs_load_with_the_toolkit(tiny_run: tuple[Path, str]) -> None:
+    from mbert_retrieval.data.beir import load_beir_folder
+    from mbert_retrieval.runs import read_run
+    from mbert_retrieval.search import SearchIndex
+
+    out, _ = tiny_run
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    test = load_beir_folder(out / "data" / "python-stdlib" / "test", "test")
+    train = load_beir_folder(out / "data" / "python-stdlib" / "train", "train")
+    packages = lambda ds: {d.split(":")[0].split(".")[0] for d in ds.corpus_ids}  # noqa: E731
+    assert not packages(test) & packages(train)
+    for row in results["rows"]:
+        evaluation = json.loads(Path(row["results"]).read_text(encoding="utf-8"))
+        assert evaluation["metrics"]["python-stdlib"]["nDCG@10"] == row["metrics"]["nDCG@10"]
+        run = read_run(Path(row["results"]).parent / evaluation["datasets"]["python-stdlib"]["run"])
+        assert set(run) == set(test.queries)
+    query = next(iter(test.queries.values()))
+    with SearchIndex.load(results["outputs"]["FAISS index"]) as index:
+        hits = index.search(query, k=5)[0]
+    assert len(hits) == 5 and all(h.id in set(test.corpus_ids) for h in hits)
+    assert results["example"]["hits"]["dense"][0]["id"] == hits[0].id
+    with SearchIndex.load(results["outputs"]["PLAID index"]) as index:
+        assert len(index.search(query, k=5)[0]) == 5
+    for kind in ("dense", "colbert"):
+        model = Path(results["outputs"][f"{'dense' if kind == 'dense' else 'ColBERT'} model"])
+        assert (model / "config.json").is_file() and (model.parent / "recipe.resolved.yaml").is_file()
+
+
+def test_rerun_reuses_stages_and_other_settings_are_refused(
+    tiny_run: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = tiny_run
+    assert main(["-q", "quickstart", "--size", "tiny", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(results["reused_stages"]) == STAGES
+    capsys.readouterr()
+    assert main(["-q", "quickstart", "--size", "small", "--out", str(out), "--no-progress"]) == 1
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = capsys.readouterr().out
+    assert "--minutes" in text and "--model" in text and "examples:" in text
+
+
+@pytest.mark.slow
+def test_full_size_quickstart_passes_the_bar(tmp_path: Path) -> None:
+    """The default run: trained dense and ColBERT each beat the untrained model by >= 0.10 nDCG@10."""
+    assert main(["-q", "quickstart", "--out", str(tmp_path / "qs"), "--no-progress"]) == 0
+    results = json.loads((tmp_path / "qs" / "results.json").read_text(encoding="utf-8"))
+    assert results["gains"]["dense"]["passed"] and results["gains"]["colbert"]["passed"]
+
+
+def test_word_level_tokenizer_matches_words_in_sentences_and_code() -> None:
+    from mbert_retrieval.encoders.modernbert import train_tokenizer
+
+    texts = ["Read the file at path.", "def read_file(path):\n    return open(path).read()"] * 50
+    tok = train_tokenizer(texts, 300, word_level_text=True)
+    sentence, code = tok.tokenize("Read the FILE"), tok.tokenize("def read_file(p):")
+    assert sentence[0] == "read" and "file" in sentence and {"read", "file"} <= set(code)
+    plain = train_tokenizer(texts, 300)  # the default keeps case and the space before a word
+    assert "read" not in plain.tokenize("Read the FILE")
