@@ -123,3 +123,20 @@ def test_word_level_tokenizer_matches_words_in_sentences_and_code() -> None:
     assert sentence[0] == "read" and "file" in sentence and {"read", "file"} <= set(code)
     plain = train_tokenizer(texts, 300)  # the default keeps case and the space before a word
     assert "read" not in plain.tokenize("Read the FILE")
+
+
+def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
+    from mbert_retrieval.quickstart import MAX_EPOCHS, MIN_STEPS, STEP_PER_ENCODED_DOC, plan_steps
+
+    stages = {
+        "data": {"counts": {"train": {"queries": 2635}}},
+        "eval-untrained-dense": {"index_seconds": 3.2, "n_docs": 320, "seconds": 8.0},
+        "eval-untrained-colbert": {"seconds": 20.0},
+    }
+    settings = {"dense_steps": 85, "colbert_steps": 85}
+    plan = plan_steps(5, 60.0, stages, settings)
+    step = STEP_PER_ENCODED_DOC * 3.2 / 320
+    left = 5 * 60 - 60.0 - (8.0 + 20.0 + 8.0)  # the trained evaluations and the FAISS build still to come
+    assert plan["dense_steps"] == plan["colbert_steps"] == int(left / 2 / step)
+    assert plan_steps(0.5, 60.0, stages, settings)["dense_steps"] == MIN_STEPS
+    assert plan_steps(600, 60.0, stages, settings)["dense_steps"] == MAX_EPOCHS * 2635 // 32
