@@ -77,3 +77,30 @@ def test_published_mteb_bm25s_numbers(data_dir: Path, folder: str, published: fl
     ds = load_beir_folder(data_dir / folder, "test")
     run = bm25_search(ds.corpus_ids, ds.corpus_texts, ds.queries, 1000, progress=False)
     assert abs(evaluate(ds.qrels, run, ["nDCG@10"]).means["nDCG@10"] - published) < 0.005
+
+
+def test_equals_mtebs_own_bm25_baseline(data_dir: Path) -> None:
+    """Parity with the reference: MTEB's ``BM25Search`` (mteb/baseline-bm25s) on the same SciFact files
+    gives the same documents with the same scores (MTEB indexes "\\n".join([title, text]))."""
+    mteb_bm25 = pytest.importorskip("mteb.models.model_implementations.bm25")
+    datasets = pytest.importorskip("datasets")
+    import types
+
+    from mbert_retrieval.data.beir import find_file, iter_jsonl, load_beir_folder
+
+    folder = data_dir / "scifact"
+    ds = load_beir_folder(folder, "test")
+    rows = [
+        {"id": str(o["_id"]), "title": o.get("title") or "", "text": o.get("text") or ""}
+        for _, o in iter_jsonl(find_file(folder, "corpus.jsonl"))
+    ]
+    meta = types.SimpleNamespace(eval_langs=["eng-Latn"], name="SciFact")
+    ref = mteb_bm25.BM25Search()
+    kwargs = {"task_metadata": meta, "hf_split": "test", "hf_subset": "default", "encode_kwargs": {}}
+    ref.index(datasets.Dataset.from_list(rows), **kwargs)
+    queries = datasets.Dataset.from_list([{"id": q, "text": t} for q, t in ds.queries.items()])
+    expected = ref.search(queries, top_k=100, **kwargs)
+    ours = bm25_search(ds.corpus_ids, ds.corpus_texts, ds.queries, 100, progress=False)
+    assert ours.keys() == expected.keys()
+    for qid in expected:
+        assert ours[qid] == pytest.approx(expected[qid], rel=1e-6)
