@@ -40,6 +40,8 @@ from .catalog import load_index_spec, load_recipe_by_name
 from .config import DatasetSpec, EncoderConfig, EvalConfig, SuiteSpec
 from .errors import ConfigError, OutputExistsError
 from .io import write_json, write_text
+from .lock import output_lock
+from .recipes import Recipe
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -61,14 +63,12 @@ class Size:
     description: str
     max_docs: int | None  # stdlib examples kept (None: all)
     model: str  # a key of encoders.modernbert.MODEL_SIZES
-    doc_length: int  # document tokens: dense max_seq_length and ColBERT document_length
-    query_length: int  # ColBERT query tokens
     steps: int | None  # training steps of each model (None: the recipes' max_steps)
 
 
 SIZES = {
-    "small": Size("small", "all stdlib examples; 4 x 128 ModernBERT; the recipes' steps", None, "mini", 64, 24, None),
-    "tiny": Size("tiny", "900 stdlib examples; 4 x 128 ModernBERT; 20 steps (the test's)", 900, "mini", 64, 24, 20),
+    "small": Size("small", "all stdlib examples; 4 x 128 ModernBERT; the recipes' steps", None, "mini", None),
+    "tiny": Size("tiny", "900 stdlib examples; 4 x 128 ModernBERT; 20 steps (the test's)", 900, "mini", 20),
 }
 
 
@@ -154,30 +154,25 @@ def _evaluate(
     }
 
 
-def _dense(model: str, size: Size) -> EncoderConfig:
-    return EncoderConfig(kind="dense", model=model, max_seq_length=size.doc_length)
+def _encoder(model: str, recipe: Recipe) -> EncoderConfig:
+    """The recipe's text lengths, so the untrained and the trained model read the same tokens."""
+    m = recipe.model
+    if recipe.kind == "dense":
+        return EncoderConfig(kind="dense", model=model, max_seq_length=m.max_seq_length)
+    return EncoderConfig(
+        kind="colbert",
+        model=model,
+        query_length=m.query_length,
+        document_length=m.document_length,
+        embedding_size=m.embedding_size,
+        query_expansion=m.query_expansion,
+    )
 
 
-def _colbert(model: str, size: Size) -> EncoderConfig:
-    return EncoderConfig(kind="colbert", model=model, query_length=size.query_length, document_length=size.doc_length)
-
-
-def _train(recipe_name: str, base: str, out: Path, data: Path, size: Size, steps: int, overwrite: bool) -> dict:
+def _train(recipe_name: str, base: str, out: Path, data: Path, steps: int, overwrite: bool) -> dict:
     from .train import train
 
-    overrides = [
-        f"model.base={base}",
-        f"output_dir={out}",
-        f"data.train.path={data}",
-        f"training.max_steps={steps}",
-    ]
-    overrides.append(
-        f"model.max_seq_length={size.doc_length}"
-        if recipe_name.endswith("dense")
-        else f"model.document_length={size.doc_length}"
-    )
-    if recipe_name.endswith("colbert"):
-        overrides.append(f"model.query_length={size.query_length}")
+    overrides = [f"model.base={base}", f"output_dir={out}", f"data.train.path={data}", f"training.max_steps={steps}"]
     recipe = load_recipe_by_name(recipe_name, overrides)
     resume = not overwrite and not (out / "model").exists() and any((out / "checkpoints").glob("checkpoint-*"))
     if resume:
@@ -355,21 +350,29 @@ def run_quickstart(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the whole pipeline into ``out`` and return the results (also in ``OUT/results.json``)."""
-    from .data.stdlib import build_stdlib_splits
-    from .encoders.modernbert import MODEL_SIZES
+    """Run the whole pipeline into ``out`` and return the results (also in ``OUT/results.json``).
 
+    One run at a time per ``out`` (``lock.output_lock``)."""
     if size not in SIZES:
         raise ConfigError(f"unknown quickstart size {size!r}; choose one of {', '.join(SIZES)}")
     if minutes is not None and minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
-    sz = SIZES[size]
     out = Path(out)
+    with output_lock(out, command="quickstart"):
+        return _run_quickstart(out, SIZES[size], model, minutes, overwrite, progress)
+
+
+def _run_quickstart(
+    out: Path, sz: Size, model: str | None, minutes: float | None, overwrite: bool, progress: bool
+) -> dict[str, Any]:
+    from .data.stdlib import build_stdlib_splits
+    from .encoders.modernbert import MODEL_SIZES
+
     t_start = time.perf_counter()
     dense_recipe = load_recipe_by_name("quickstart-dense")
     colbert_recipe = load_recipe_by_name("quickstart-colbert")
     settings = {
-        "size": size,
+        "size": sz.name,
         "model": model,
         "minutes": minutes,
         "python": sys.version.split()[0],
@@ -439,13 +442,13 @@ def run_quickstart(
     stages.run(
         "eval-untrained-dense",
         "the untrained model as a dense retriever (mean pooling), FAISS flat",
-        evaluation("untrained-dense", _dense(base, sz), "faiss-flat"),
+        evaluation("untrained-dense", _encoder(base, dense_recipe), "faiss-flat"),
         finished("untrained-dense"),
     )
     stages.run(
         "eval-untrained-colbert",
         "the untrained model as ColBERT (seeded 128-dim projection), PLAID",
-        evaluation("untrained-colbert", _colbert(base, sz), "plaid"),
+        evaluation("untrained-colbert", _encoder(base, colbert_recipe), "plaid"),
         finished("untrained-colbert"),
     )
 
@@ -463,7 +466,7 @@ def run_quickstart(
             f"train-{kind}",
             f"train the {kind} model: recipes/quickstart-{kind}.yaml, {steps} steps",
             lambda kind=kind, folder=folder, steps=steps: _train(
-                f"quickstart-{kind}", base, folder, data / "train", sz, steps, overwrite
+                f"quickstart-{kind}", base, folder, data / "train", steps, overwrite
             ),
             (folder / "model").is_dir(),
         )
@@ -479,7 +482,7 @@ def run_quickstart(
             data / "test",
             "faiss-flat",
             faiss_dir,
-            max_seq_length=sz.doc_length,
+            max_seq_length=dense_recipe.model.max_seq_length,
             overwrite=True,
             progress=progress,
         )
@@ -490,12 +493,12 @@ def run_quickstart(
     stages.run(
         "eval-dense",
         "evaluate the trained dense model",
-        evaluation("dense", _dense(trained["dense"], sz), "faiss-flat"),
+        evaluation("dense", _encoder(trained["dense"], dense_recipe), "faiss-flat"),
         finished("dense"),
     )
 
     def eval_colbert() -> dict[str, Any]:
-        record = evaluation("colbert", _colbert(trained["colbert"], sz), "plaid")()
+        record = evaluation("colbert", _encoder(trained["colbert"], colbert_recipe), "plaid")()
         return {**record, "plaid_index": str(evals / "colbert" / "indices" / DATASET)}
 
     stages.run("eval-colbert", "evaluate the trained ColBERT model, PLAID index", eval_colbert, finished("colbert"))
