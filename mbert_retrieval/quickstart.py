@@ -568,7 +568,7 @@ def format_outputs(results: dict[str, Any]) -> str:
         "next:",
         f'  mbert-retrieval search --index {o["FAISS index"]} "parse a configuration file" -k 5',
         f'  mbert-retrieval search --index {o["PLAID index"]} "parse a configuration file" -k 5',
-        f"  mbert-retrieval train recipes/quickstart-dense.yaml model.base={o['base model'] or 'PATH'} "
+        f"  mbert-retrieval train recipes/quickstart-dense.yaml model.base={results['base_model']['path']} "
         f"data.train.path={o['data']}/train output_dir=DIR   # train again, changing any key",
     ]
     return "\n".join(lines)
