@@ -16,6 +16,7 @@ from .cli_quickstart import add_parsers as add_quickstart_parsers
 from .cli_report import add_parsers as add_report_parsers
 from .cli_train import add_parsers as add_train_parsers
 from .errors import MbertRetrievalError
+from .io import WRITE_ERRNOS
 
 log = logging.getLogger("mbert_retrieval")
 
@@ -268,9 +269,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .catalog import load_recipe_by_name
-    from .recipes import dump_recipe
+    from .recipes import check_recipe_paths, dump_recipe
 
     recipe = load_recipe_by_name(args.recipe, args.overrides)
+    check_recipe_paths(recipe)  # before --dry-run's summary and before any model is loaded
     if args.dry_run:
         from .train import batch_summary
 
@@ -362,6 +364,19 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (``kill``, a scheduler's time limit) takes the Ctrl-C path: clean-up handlers run,
+    locks are released, temporary copies removed. Only in the main thread (signal's rule)."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -369,10 +384,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
+    _sigterm_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except MbertRetrievalError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # disk full, quota, permissions where no atomic writer caught it (trainer saves)
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"error: {e.filename or ''}: cannot write: {e.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; finished datasets and embedding shards are kept, run again to resume", file=sys.stderr)

@@ -32,6 +32,7 @@ from .encoders import Encoder, encoder_from_config
 from .errors import DataError, OutputExistsError
 from .indexes import check_compatible, make_index
 from .io import write_json, write_text
+from .lock import output_lock_if_main
 from .metrics import Evaluation, evaluate
 from .report import markdown_table
 from .runs import read_run, write_run
@@ -302,6 +303,18 @@ def _fingerprint(data: Any) -> str:
 
 
 def run_eval(
+    cfg: EvalConfig,
+    *,
+    encoder: Encoder | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``_run_eval`` holding the output lock of ``cfg.out`` (one writer per folder; see ``lock``)."""
+    with output_lock_if_main(cfg.out):
+        return _run_eval(cfg, encoder=encoder, overwrite=overwrite, progress=progress)
+
+
+def _run_eval(
     cfg: EvalConfig,
     *,
     encoder: Encoder | None = None,

@@ -160,6 +160,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def check_recipe_paths(recipe: Recipe) -> None:
+    """Refuse local inputs that do not exist (``data.train.path``, ``data.eval.beir``) before any work.
+
+    Not part of the schema: a recipe may be validated on one machine and run on another."""
+    train = recipe.data.train
+    checks = [("data.train.path", train.path)] if train.path else []
+    if recipe.data.eval is not None:
+        checks.append(("data.eval.beir", recipe.data.eval.beir))
+    for key, value in checks:
+        if not Path(value).expanduser().exists():
+            raise ConfigError(f"{value}: {key}: not found")
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load, override and validate a recipe; errors name the file, line and key path."""
     data, root = load_yaml(path)

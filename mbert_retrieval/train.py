@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import check_checkpoint
 from .errors import ConfigError
 from .io import write_json, write_lines, write_text
+from .lock import output_lock_if_main
 from .recipes import Recipe, dump_recipe
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,7 @@ def build_model(recipe: Recipe):
     torch.manual_seed(recipe.seed)
     m = recipe.model
     base = str(Path(m.base).expanduser()) if Path(m.base).expanduser().exists() else m.base
+    check_checkpoint(base)  # no code named in modules.json, no pickle-only weights
     if recipe.kind == "dense":
         from sentence_transformers import SentenceTransformer, models
 
@@ -398,6 +401,11 @@ def record_eval_in_card(model_dir: str | Path, eval_out: str | Path) -> Path:
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Run the recipe; return the folder of the final model (``output_dir/model``)."""
+    with output_lock_if_main(recipe.output_dir):  # one writer per output_dir (rank 0 under torchrun)
+        return _train(recipe, resume=resume, overwrite=overwrite)
+
+
+def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers
 

@@ -3,9 +3,9 @@
 Each row gives the command line, built in a fresh folder, and what the user must see: either a
 non-zero exit with exactly one ``error: ...`` line naming the file and line or key, no traceback and
 no output that looks complete (no ``results.json``, no index ``manifest.json``, no model); or, where
-skipping or keeping is the documented behaviour, exit 0 with a counted warning. Rows marked
-``xfail(strict=True)`` are bugs in modules owned elsewhere; the reason names the file and the fix.
-The TREC run rows go through ``runs.read_run``, which no command reads yet (fusion will).
+skipping or keeping is the documented behaviour, exit 0 with a counted warning. A bug found here
+is fixed where it lives, and its row stays as the regression test.
+The TREC run rows go through ``runs.read_run``.
 """
 
 from __future__ import annotations
@@ -215,24 +215,6 @@ def _hold_lock(env: Env) -> None:
     lock_path(env.root / "idx").write_text(json.dumps(holder))
 
 
-BUG_DUP_KEY = (
-    "BUG: config.py: load_yaml uses yaml.safe_load, which keeps the last of two equal keys silently "
-    "(`name: a` then `name: b`) — fix: a SafeLoader subclass whose construct_mapping raises "
-    "ConstructorError 'duplicate key' (skipping merge keys), used by load_yaml"
-)
-BUG_DRY_RUN_PATHS = (
-    "BUG: cli_train.py/recipes.py: `train --dry-run` accepts a data.train.path (and data.eval.beir) that does "
-    "not exist; the real run fails only after loading the model — fix: dry-run (and train before build_model) "
-    "checks local paths of non-hub sources exist: ConfigError(f'{path}: data.train.path: not found')"
-)
-BUG_ENCODER_GUARD = (
-    "BUG: encoders/dense.py, encoders/colbert.py (and train.build_model): a local checkpoint is loaded "
-    "without checkpoint.check_checkpoint, so sentence-transformers imports a .py named in its modules.json "
-    "(and unpickles pytorch_model.bin) without --trust-remote-code — fix: call "
-    "check_checkpoint(plan.source, trust_remote_code=trust_remote_code) right after plan_load"
-)
-
-
 def _tiny_docs(n: int) -> str:
     return jsonl([{"_id": f"d{i}", "text": f"doc {i}"} for i in range(n)])
 
@@ -309,19 +291,13 @@ ROWS: dict[str, Row] = {
     "recipe-empty-file": Row(lambda e: ["validate", e.write("r.yaml", "")], ["r.yaml: the file is empty"]),
     "recipe-not-utf8": Row(lambda e: ["validate", e.write("r.yaml", b"name: caf\xe9\n")], ["r.yaml: not valid UTF-8"]),
     "recipe-not-found": Row(lambda e: ["train", "--dry-run", e.p("missing.yaml")], ["missing.yaml: file not found"]),
-    "recipe-duplicate-key": pytest.param(
-        Row(
-            lambda e: ["validate", e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv", extra="seed: 1\nseed: 2\n"))],
-            ["r.yaml:10", "duplicate key 'seed'"],
-        ),
-        marks=pytest.mark.xfail(strict=True, reason=BUG_DUP_KEY),
+    "recipe-duplicate-key": Row(
+        lambda e: ["validate", e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv", extra="seed: 1\nseed: 2\n"))],
+        ["r.yaml:10", "duplicate key 'seed'"],
     ),
-    "recipe-data-path-missing-dry-run": pytest.param(
-        Row(
-            lambda e: ["train", "--dry-run", e.write("r.yaml", recipe(e.p("o"), e.model, e.p("nope.tsv")))],
-            ["nope.tsv", "not found"],
-        ),
-        marks=pytest.mark.xfail(strict=True, reason=BUG_DRY_RUN_PATHS),
+    "recipe-data-path-missing-dry-run": Row(
+        lambda e: ["train", "--dry-run", e.write("r.yaml", recipe(e.p("o"), e.model, e.p("nope.tsv")))],
+        ["nope.tsv", "not found"],
     ),
     "train-output-holds-a-model": Row(
         lambda e: (
@@ -594,26 +570,20 @@ ROWS: dict[str, Row] = {
         ["evil/modules.json: module 1 has type 'evil.Evil'", "--trust-remote-code"],
         absent=("idx", "PWNED"),
     ),
-    "model-runs-its-own-code-eval": pytest.param(
-        Row(
-            lambda e: [*e.beir()[:5], "--model", _evil_checkpoint(e), *e.beir()[7:]],
-            ["evil/modules.json: module 1 has type 'evil.Evil'"],
-            absent=("out/results.json", "PWNED"),
-        ),
-        marks=pytest.mark.xfail(strict=True, reason=BUG_ENCODER_GUARD),
+    "model-runs-its-own-code-eval": Row(
+        lambda e: [*e.beir()[:5], "--model", _evil_checkpoint(e), *e.beir()[7:]],
+        ["evil/modules.json: module 1 has type 'evil.Evil'"],
+        absent=("out/results.json", "PWNED"),
     ),
     "model-pickle-weights-index-build": Row(
         lambda e: [*e.build()[:2], "--model", _pickle_checkpoint(e), *e.build()[4:]],
         ["pickled/pytorch_model.bin: weights stored as a pickle", "MBERT_RETRIEVAL_ALLOW_PICKLE=1"],
         absent=("idx",),
     ),
-    "model-pickle-weights-eval": pytest.param(
-        Row(
-            lambda e: [*e.beir()[:5], "--model", _pickle_checkpoint(e), *e.beir()[7:]],
-            ["pickled/pytorch_model.bin: weights stored as a pickle"],
-            absent=("out/results.json",),
-        ),
-        marks=pytest.mark.xfail(strict=True, reason=BUG_ENCODER_GUARD),
+    "model-pickle-weights-eval": Row(
+        lambda e: [*e.beir()[:5], "--model", _pickle_checkpoint(e), *e.beir()[7:]],
+        ["pickled/pytorch_model.bin: weights stored as a pickle"],
+        absent=("out/results.json",),
     ),
     # ---------------- outputs ----------------
     "index-out-already-holds-an-index": Row(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..checkpoint import check_checkpoint
 from ..errors import ConfigError, MbertRetrievalError
 from .backend import Backend, apply_verbosity, fingerprint_module, plan_load, unpad_default, unpadded_path
 from .unpadded import unpadded
@@ -76,6 +77,7 @@ class ColBERTEncoder:
             document_length = max_seq_length
         self.name = model
         plan = plan_load(model, device, attn_implementation)
+        check_checkpoint(plan.source, trust_remote_code=trust_remote_code)
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
         # A plain encoder gets a new projection and new [Q]/[D] embedding rows, randomly

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..checkpoint import check_checkpoint
 from ..errors import ConfigError, MbertRetrievalError
 from .backend import (
     MODERNBERT_MAX_LENGTH,
@@ -71,6 +72,7 @@ class DenseEncoder:
         apply_verbosity()
         self.name = model
         plan = plan_load(model, device, attn_implementation)
+        check_checkpoint(plan.source, trust_remote_code=trust_remote_code)
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
         try:
