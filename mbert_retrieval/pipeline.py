@@ -364,6 +364,11 @@ def _run_eval(
             f"{results_path} holds results of another model or encoder setting "
             f"({existing['encoder'].get('name')}); choose another --out or pass --overwrite"
         )
+    if existing is not None and existing.get("engine", "ours") != "ours":  # written by `eval --engine mteb`
+        raise OutputExistsError(
+            f"{results_path} holds results of engine {existing['engine']!r}, not ours; "
+            "choose another --out or pass --overwrite"
+        )
     if mode == "encoder":
         log.info(
             "encoder %s: dim %d, max_seq_length %s, %s on %s (%s)",

@@ -92,11 +92,13 @@ def test_engines_agree_on_a_local_beir_folder_with_minilm(tmp_path: Path, minilm
     trec = (tmp_path / "mteb" / "runs" / "topics.trec").read_text(encoding="utf-8").splitlines()
     assert len(trec) == 10 * 40 and trec[0].split()[0].startswith("q-")
     assert theirs["versions"]["mteb"]
-    # the same --out again: finished datasets are skipped; our engine's folder is refused
+    # the same --out again: finished datasets are skipped; the other engine's folder is refused
     again = _eval(suite, tmp_path, minilm_path, tmp_path / "mteb", "--engine", "mteb")
     assert again["datasets"]["topics"]["finished"] == record["finished"]
     args = ["-q", "eval", "--suite", str(suite), "--data-dir", str(tmp_path), "--model", minilm_path]
     assert main([*args, "--out", str(tmp_path / "ours"), "--no-progress", "--engine", "mteb"]) == 1
+    # and the other way round: our engine refuses the MTEB engine's folder
+    assert main([*args, "--out", str(tmp_path / "mteb"), "--no-progress"]) == 1
 
 
 def test_mteb_evaluate_runs_our_dense_encoder_unchanged(tmp_path: Path, minilm_path: str) -> None:
