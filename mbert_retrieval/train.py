@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .checkpoint import check_checkpoint
 from .errors import ConfigError
 from .io import write_json, write_lines, write_text
@@ -226,10 +228,46 @@ def make_loss(recipe: Recipe, model):
     if name == "contrastive":
         return pylate_losses.Contrastive(model=model, gather_across_devices=cfg.gather_across_devices)
     if name == "cached_contrastive":
-        return pylate_losses.CachedContrastive(
-            model=model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=cfg.gather_across_devices
+        return _BatchMean(
+            pylate_losses.CachedContrastive(
+                model=model,
+                mini_batch_size=cfg.mini_batch_size,
+                gather_across_devices=cfg.gather_across_devices,
+                size_average=False,  # summed here, averaged by _BatchMean: see its docstring
+            )
         )
     return pylate_losses.Distillation(model=model)
+
+
+class _BatchMean(torch.nn.Module):
+    """Holds PyLate's ``CachedContrastive`` built with ``size_average=False`` and returns its loss
+    divided by the number of queries, so loss *and gradients* equal ``Contrastive``'s.
+
+    Why: PyLate 1.6 ``CachedContrastive.calculate_loss`` back-propagates each chunk's summed
+    cross-entropy to the cached embedding gradients *before* dividing the loss by the batch size,
+    so with ``size_average=True`` (its default) the loss it returns is the mean but the gradients
+    are ``batch_size`` times those of the mean (measured: equal to 8 x Contrastive's to 2e-6 on a
+    batch of 8; ``tests/test_training_losses.py``). With ``size_average=False`` loss and cached
+    gradients are both the sum, and the division below reaches the cached gradients through the
+    ``grad_output`` its backward hook multiplies by. Composition, not a subclass (design rule);
+    ``model`` is exposed so the trainer can swap in the DDP-wrapped model (it recurses into
+    children named ``model``).
+    """
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    @property
+    def model(self):
+        return self.inner.model
+
+    @property
+    def citation(self) -> str:
+        return self.inner.citation
+
+    def forward(self, sentence_features, labels=None):
+        return self.inner(sentence_features, labels) / sentence_features[0]["input_ids"].shape[0]
 
 
 def make_evaluator(recipe: Recipe):
