@@ -27,7 +27,12 @@ examples:
   mbert-retrieval index build --model PATH --corpus collection.tsv --spec indices/faiss-flat.yaml \\
       --query-prompt "search_query: " --document-prompt "search_document: " --out indexes/msmarco
 
-  # encode on 4 GPUs (or 2 CPU processes with gloo); rank 0 writes the index
+  # a PLAID index with a ColBERT model (PyLate checkpoint, e.g. lightonai/GTE-ModernColBERT-v1)
+  mbert-retrieval index build --model lightonai/GTE-ModernColBERT-v1 --corpus data/scifact \
+      --spec plaid --document-length 300 --out indexes/scifact-plaid
+  mbert-retrieval search --index indexes/scifact-plaid "how do statins work"
+
+  # encode on 4 GPUs (or 2 CPU processes with gloo); rank 0 writes the index (FAISS specs)
   torchrun --nproc_per_node 4 -m mbert_retrieval index build --model PATH --corpus corpus.jsonl \\
       --spec faiss-ivf-flat --out indexes/big
 
@@ -62,9 +67,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p_index = sub.add_parser(
         "index",
-        help="build, extend and inspect FAISS indices over a corpus",
-        description="Build a FAISS index (spec: indices/faiss-*.yaml) over a corpus with a single-vector model, "
-        "add documents to it, or show what an index holds.",
+        help="build, extend and inspect indices over a corpus (FAISS; PLAID, Voyager, exact MaxSim)",
+        description="Build a FAISS index (spec: indices/faiss-*.yaml) with a single-vector model, or a PLAID / "
+        "Voyager / exact-MaxSim index (indices/plaid.yaml, ...) with a ColBERT model, over a corpus; add documents "
+        "to a FAISS index; or show what an index holds.",
         formatter_class=fmt,
     )
     p_index.set_defaults(func=lambda args: _print_help(p_index))
@@ -72,18 +78,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     b = actions.add_parser(
         "build",
-        help="encode a corpus and save a FAISS index",
-        description="Encode a corpus (BEIR folder, .jsonl or .tsv) in resumable shards and save a FAISS index "
-        "with its manifest, document ids and text snippets.",
+        help="encode a corpus and save an index (FAISS, or PLAID/Voyager/exact for ColBERT models)",
+        description="Encode a corpus (BEIR folder, .jsonl or .tsv) in resumable shards and save an index "
+        "with its manifest, document ids and text snippets. The spec's kind decides: faiss for single-vector "
+        "models, plaid / voyager / exact-maxsim for ColBERT models.",
         epilog=BUILD_EXAMPLES,
         formatter_class=fmt,
     )
-    b.add_argument("--model", required=True, help="hub id or local path of a sentence-transformers / HF model")
+    b.add_argument(
+        "--model", required=True, help="hub id or local path of a sentence-transformers / HF model (PyLate for PLAID)"
+    )
     b.add_argument("--corpus", required=True, help="a BEIR folder, a .jsonl (_id, title, text) or a .tsv (id, text)")
     b.add_argument("--spec", required=True, help="a shipped index spec (faiss-flat, faiss-hnsw, ...; see `ls`) or YAML")
     b.add_argument("--out", required=True, help="the index folder to write")
     b.add_argument("--batch-size", type=_positive, default=32, help="texts per forward pass (default 32)")
     b.add_argument("--max-seq-length", type=_positive, help="tokens per text (default: the model's own)")
+    b.add_argument(
+        "--kind",
+        choices=["dense", "colbert"],
+        help="single-vector or ColBERT model (default: told from the checkpoint; plaid/voyager/exact specs: colbert)",
+    )
+    b.add_argument("--query-length", type=_positive, help="ColBERT (PLAID/Voyager/exact specs): query tokens")
+    b.add_argument("--document-length", type=_positive, help="ColBERT: document tokens (default: the model's)")
     b.add_argument("--query-prompt", help="text prepended to queries at search time (default: the model's own)")
     b.add_argument("--document-prompt", help="text prepended to every document (default: the model's own)")
     b.add_argument("--no-normalize", action="store_true", help="keep raw vectors (dot product instead of cosine)")
@@ -209,6 +225,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         use_gpu=not args.cpu_index,
         faiss_threads=args.faiss_threads,
         progress=not args.no_progress,
+        query_length=args.query_length,
+        document_length=args.document_length,
+        kind=args.kind,
     )
     if result is None:  # a torchrun rank other than 0: its shards are encoded, rank 0 writes
         return 0

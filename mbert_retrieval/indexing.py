@@ -518,21 +518,17 @@ class BuildResult:
     replaced: int = 0
 
 
-def resolve_spec(spec: Any) -> tuple[str, FaissSpec]:
-    """A shipped spec name, a spec file path, an ``IndexSpecFile`` or a ``FaissSpec`` -> (name, spec)."""
+def resolve_any_spec(spec: Any) -> tuple[str, Any]:
+    """A shipped spec name, a spec file path, an ``IndexSpecFile`` or an index spec -> (name, spec)."""
     if isinstance(spec, FaissSpec):
         return spec.type, spec
     if isinstance(spec, str | Path):
         from .catalog import load_index_spec
 
         spec = load_index_spec(spec)
-    index = spec.index
-    if index.kind != "faiss":
-        raise ConfigError(
-            f"index spec {spec.name!r} is a {index.kind!r} index over token vectors: multi-vector indices are "
-            "built through the ColBERT path, not `index build` (which takes a kind: faiss spec)"
-        )
-    return spec.name, index
+    if hasattr(spec, "index"):
+        return spec.name, spec.index
+    return spec.kind, spec
 
 
 def default_work_dir(out: Path) -> Path:
@@ -562,8 +558,14 @@ def build_index(
     use_gpu: bool = True,
     faiss_threads: int | None = None,
     progress: bool = True,
+    query_length: int | None = None,
+    document_length: int | None = None,
+    kind: str | None = None,
 ) -> BuildResult | None:
-    """Encode ``corpus`` with ``model`` and save a FAISS index of kind ``spec`` to ``out``.
+    """Encode ``corpus`` with ``model`` and save an index of kind ``spec`` to ``out``.
+
+    A multi-vector spec (PLAID, Voyager, exact MaxSim) goes to ``build_multivector_index`` (a
+    ColBERT model; ``query_length`` / ``document_length`` apply there). For FAISS:
 
     Resumable (finished embedding shards in ``work_dir``, default ``OUT.partial``, are reused) and
     atomic (``out`` is replaced only by a complete index). Under ``torchrun`` every rank encodes
@@ -574,8 +576,37 @@ def build_index(
 
     t_start = time.perf_counter()
     out = Path(out)
+    spec_name, any_spec = resolve_any_spec(spec)
+    if any_spec.kind != "faiss":
+        return build_multivector_index(
+            model,
+            corpus,
+            (spec_name, any_spec),
+            out,
+            encoder=encoder,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            query_length=query_length,
+            document_length=document_length,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            shard_size=shard_size,
+            work_dir=work_dir,
+            keep_work_dir=keep_work_dir,
+            skip_blank=skip_blank,
+            overwrite=overwrite,
+            progress=progress,
+            kind=kind,
+        )
+    if kind == "colbert":
+        raise ConfigError(
+            f"index spec {spec_name!r} is a FAISS index (one vector per document); a ColBERT model needs a "
+            "plaid, voyager or exact-maxsim spec"
+        )
     set_num_threads(faiss_threads)
-    spec_name, faiss_spec = resolve_spec(spec)
+    faiss_spec = any_spec
     with output_lock_if_main(out):  # one writer at a time (stale locks of killed runs are taken over)
         check_output(out, overwrite)
         docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
@@ -608,7 +639,8 @@ def build_index(
                 encoder = encoder_from_config(cfg, progress=progress and dist.is_main)
             if getattr(encoder, "kind", "dense") != "dense":
                 raise ConfigError(
-                    f"{cfg.model} is a {encoder.kind} encoder: multi-vector indices are built through the ColBERT path"
+                    f"{cfg.model} is a {encoder.kind} encoder: use a plaid, voyager or exact-maxsim spec for it "
+                    f"({spec_name!r} is a FAISS index, one vector per document)"
                 )
             FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
             work = Path(work_dir) if work_dir is not None else default_work_dir(out)
@@ -653,6 +685,161 @@ def build_index(
             return BuildResult(out, len(index), index.dim, index.factory, seconds, encoded, shards.n_shards - encoded)
         finally:
             dist.close()
+
+
+def build_multivector_index(
+    model: str | None,
+    corpus: str | Path | Corpus,
+    spec: Any,
+    out: str | Path,
+    *,
+    encoder: Any = None,
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+    query_length: int | None = None,
+    document_length: int | None = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    shard_size: int | None = None,
+    work_dir: str | Path | None = None,
+    keep_work_dir: bool = False,
+    skip_blank: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    kind: str | None = None,
+) -> BuildResult:
+    """Encode ``corpus`` with a ColBERT ``model`` and save a PLAID, Voyager or exact-MaxSim index to ``out``.
+
+    The same guarantees as a FAISS build: token-vector shards (``.npz``, fp16) go to ``work_dir``
+    (default ``OUT.partial``) through ``cache.iter_document_embeddings``, so a killed build encodes
+    only the shards it had not finished; the index is built in a temporary sibling of ``out`` and
+    renamed into place complete, with ``manifest.json`` (encoder identity and the settings that
+    rebuild it), ``doc_ids.txt`` and the snippets. One process: multi-vector indices are not built
+    across ``torchrun`` ranks (PLAID trains its centroids on the first chunk and assigns the rest).
+    ``spec`` is a shipped spec name, a YAML path, an ``IndexSpecFile`` or ``(name, spec)``.
+    ``kind`` ``"colbert"`` lets a plain or sentence-transformers encoder serve as an (untrained)
+    ColBERT backbone; without it such a model is refused.
+    """
+    from .encoders import detect_kind
+    from .indexes import make_index
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    spec_name, index_spec = spec if isinstance(spec, tuple) else resolve_any_spec(spec)
+    if index_spec.kind == "faiss":
+        raise ConfigError(f"index spec {spec_name!r} is a FAISS index: single-vector models use build_index")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ConfigError(
+            f"a {index_spec.kind} index is built in one process: run `index build` without torchrun "
+            "(FAISS indices are the ones built across ranks)"
+        )
+    if kind == "dense" or (kind is None and encoder is None and model and detect_kind(model) == "dense"):
+        raise ConfigError(
+            f"index spec {spec_name!r} is a {index_spec.kind} index over token vectors and {model} is a "
+            "single-vector model: use a FAISS spec, a ColBERT model, or --kind colbert to use this encoder as "
+            "an untrained ColBERT backbone (a seeded random projection)"
+        )
+    with output_lock_if_main(out):
+        check_output(out, overwrite)
+        docs = corpus if isinstance(corpus, Corpus) else load_corpus_input(corpus, skip_blank=skip_blank)
+        try:
+            cfg = EncoderConfig(
+                kind="colbert",
+                model=model or getattr(encoder, "name", "?"),
+                batch_size=batch_size,
+                max_seq_length=max_seq_length,
+                query_length=query_length,
+                document_length=document_length,
+                query_prompt=query_prompt,
+                document_prompt=document_prompt,
+                device=device,
+                trust_remote_code=trust_remote_code,
+            )
+        except ValueError as e:  # pydantic's ValidationError
+            raise ConfigError(f"invalid encoder option: {format_validation_error(e)}") from None  # type: ignore[arg-type]
+        if encoder is None:
+            if model is None:
+                raise ConfigError("a model (--model) is needed to build an index")
+            check_checkpoint(model, trust_remote_code=trust_remote_code)
+            encoder = encoder_from_config(cfg, progress=progress)
+        if getattr(encoder, "kind", "dense") != "colbert":
+            raise ConfigError(
+                f"index spec {spec_name!r} is a {index_spec.kind} index over token vectors; {cfg.model} is a "
+                f"{getattr(encoder, 'kind', 'dense')} encoder (use a FAISS spec, or a ColBERT model)"
+            )
+        work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+        seconds = {"encode": 0.0, "index": 0.0}
+        encoded_before = _cached_shard_count(work)
+        with staging_dir(out) as tmp:
+            index = make_index(index_spec, encoder.dim, folder=tmp)
+            t = time.perf_counter()
+            for rows, emb in iter_document_embeddings(
+                docs.ids,
+                docs.texts,
+                encoder.encode_documents,
+                encoder_fingerprint=encoder.fingerprint(),
+                dim=encoder.dim,
+                cache_dir=work,
+                multi=True,
+                shard_size=shard_size,
+                label=f"{out.name} documents",
+            ):
+                t_add = time.perf_counter()
+                index.add(list(docs.ids[rows]), emb)
+                seconds["index"] += time.perf_counter() - t_add
+            seconds["encode"] = time.perf_counter() - t - seconds["index"]
+            t = time.perf_counter()
+            write_snippets(tmp, snippet_lines(docs.texts))
+            described = encoder.describe()
+            meta = {
+                "spec_name": spec_name,
+                "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
+                "encoder": described,
+                "encoder_load": {
+                    "kind": "colbert",
+                    "model": str(Path(cfg.model).expanduser().resolve())
+                    if Path(cfg.model).expanduser().exists()
+                    else cfg.model,
+                    "trust_remote_code": cfg.trust_remote_code,
+                    "batch_size": cfg.batch_size,
+                },
+                "versions": versions(),
+                "build": {
+                    "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
+                    "corpus_format": docs.format,
+                    "corpus_warnings": docs.warnings,
+                    "work_dir": str(work),
+                },
+                "created": _now(),
+            }
+            seconds["write"] = time.perf_counter() - t
+            seconds["total"] = time.perf_counter() - t_start
+            meta["build"]["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+            if index_spec.kind == "exact-maxsim":
+                index.save(tmp, meta)
+            else:  # PLAID and Voyager live in the folder they were made in
+                index.save(meta=meta)
+        n_shards = _cached_shard_count(work)
+        if not keep_work_dir:
+            _remove_cache_entries(work)
+        return BuildResult(
+            out, len(docs.ids), encoder.dim, index_spec.kind, seconds, n_shards - encoded_before, encoded_before
+        )
+
+
+def _remove_cache_entries(work: Path) -> None:
+    """Remove the token-vector cache entries of a finished build (and ``work`` when that empties it)."""
+    for entry in work.glob("*/meta.json"):
+        shutil.rmtree(entry.parent, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.rmdir()
+
+
+def _cached_shard_count(work: Path) -> int:
+    """Token-vector shards already in a work folder (one cache entry per encoder and corpus)."""
+    return sum(1 for _ in work.glob("*/*.npz")) if work.is_dir() else 0
 
 
 # --------------------------------------------------------------------------------------------

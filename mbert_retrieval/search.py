@@ -71,6 +71,7 @@ class SearchIndex:
         self.snippets = snippets
         self._encoder: Any = None
         self._encoder_options: dict[str, Any] = {}
+        self._positions: dict[str, int] | None = None
 
     @classmethod
     def load(
@@ -156,7 +157,10 @@ class SearchIndex:
             qids = [f"q{i}" for i in range(len(embeddings))]
             run = self.index.search(qids, embeddings, k)
             return [
-                [Hit(rank, doc, float(score), None) for rank, (doc, score) in enumerate(run[q].items(), start=1)]
+                [
+                    Hit(rank, doc, float(score), self._snippet_of(doc))
+                    for rank, (doc, score) in enumerate(run[q].items(), start=1)
+                ]
                 for q in qids
             ]
         scores, positions = self.index.search_positions(np.asarray(embeddings, dtype=np.float32), k)
@@ -170,6 +174,14 @@ class SearchIndex:
                 hits.append(Hit(len(hits) + 1, self.index.doc_ids[pos], float(score), text))
             results.append(hits)
         return results
+
+    def _snippet_of(self, doc_id: str) -> str | None:
+        """A multi-vector hit's snippet (``index build`` writes them in the index's document order)."""
+        if self.snippets is None:
+            return None
+        if self._positions is None:
+            self._positions = {d: i for i, d in enumerate(self.index.doc_ids)}
+        return self.snippets[self._positions[doc_id]]
 
     def run(self, queries: Mapping[str, str], k: int = 1000) -> Run:
         """Search every query; the result in the BEIR / pytrec_eval shape ``{qid: {docid: score}}``."""

@@ -350,8 +350,16 @@ ROWS: dict[str, Row] = {
     "spec-yaml-tab": Row(
         lambda e: ["validate", e.write("i.yaml", "name: i\nindex:\n\tkind: faiss\n")], ["i.yaml:3: YAML syntax error"]
     ),
-    "spec-multi-vector-in-index-build": Row(
-        lambda e: e.build(spec="plaid"), ["'plaid' index over token vectors"], absent=("idx", "idx.partial")
+    "spec-multi-vector-with-a-dense-model": Row(
+        lambda e: [*e.build(spec="plaid")[:3], e.minilm, *e.build(spec="plaid")[4:]],
+        ["'plaid' is a plaid index over token vectors", "single-vector model: use a FAISS spec"],
+        absent=("idx", "idx.partial"),
+        needs=("minilm",),
+    ),
+    "spec-faiss-with-kind-colbert": Row(
+        lambda e: [*e.build(), "--kind", "colbert"],
+        ["'faiss-flat' is a FAISS index", "a ColBERT model needs a plaid, voyager or exact-maxsim spec"],
+        absent=("idx", "idx.partial"),
     ),
     "spec-ivf-pq-on-a-tiny-corpus": Row(
         lambda e: e.build(spec="faiss-ivf-pq"), ["needs at least 1024 training vectors"], absent=("idx", "idx.partial")

@@ -193,7 +193,7 @@ def test_spec_errors_come_before_any_encoding(tmp_path: Path, encoder, monkeypat
         build_index(None, corpus, FaissSpec(type="ivf-pq", nlist=2, m=5, nbits=2), tmp_path / "pq", encoder=encoder)
     plaid = tmp_path / "plaid.yaml"
     plaid.write_text("name: my-plaid\nindex:\n  kind: plaid\n  nbits: 2\n")
-    with pytest.raises(ConfigError, match=r"'plaid' index over token vectors: multi-vector indices are built through"):
+    with pytest.raises(ConfigError, match=r"'my-plaid' is a plaid index over token vectors; .* is a dense encoder"):
         build_index(None, corpus, plaid, tmp_path / "plaid", encoder=encoder)
     with pytest.raises(ConfigError, match="unknown index spec 'nope'"):
         build_index(None, corpus, "nope", tmp_path / "x", encoder=encoder)
