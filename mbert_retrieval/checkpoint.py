@@ -89,6 +89,6 @@ def check_checkpoint(model: str | Path, *, trust_remote_code: bool = False, allo
         if pickles:
             raise ConfigError(
                 f"{sub / pickles[0]}: weights stored as a pickle and no .safetensors beside them; loading a pickle "
-                f"can run code from a crafted file: convert the checkpoint to safetensors, or set "
-                f"{ALLOW_PICKLE_ENV}=1 if you trust it"
+                f"can run code from a crafted file: convert the checkpoint to safetensors, or pass --allow-pickle "
+                f"(mbert-retrieval --allow-pickle COMMAND ..., or {ALLOW_PICKLE_ENV}=1) if you trust it"
             )

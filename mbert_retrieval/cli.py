@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Sequence
 
 from . import __version__
+from .checkpoint import ALLOW_PICKLE_ENV
 from .cli_doctor import add_parsers as add_doctor_parsers
 from .cli_index import add_parsers as add_index_parsers
 from .cli_quickstart import add_parsers as add_quickstart_parsers
@@ -261,6 +262,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR")
     p.add_argument("--overwrite", action="store_true", help="train again although OUTPUT_DIR/model exists")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe and batch summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the log lines stay)")
     p.set_defaults(func=_cmd_train)
     v = sub.add_parser("validate", help="validate recipe, suite or index spec YAML files")
     v.add_argument("files", nargs="+", help="YAML files (their folder or content says what they are)")
@@ -281,7 +283,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from .train import train
 
-    final = train(recipe, resume=args.resume, overwrite=args.overwrite)
+    final = train(recipe, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"model: {final}")
     return 0
 
@@ -334,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="let checkpoints whose weights are only pickle files (pytorch_model.bin, *.pt) load, with torch's "
+        "weights_only reader; only for files you trust (the same as MBERT_RETRIEVAL_ALLOW_PICKLE=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_eval(sub)
     _add_train(sub)
@@ -385,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(args.verbose, args.quiet)
     _sigterm_as_interrupt()
+    previous = os.environ.get(ALLOW_PICKLE_ENV)
+    if args.allow_pickle:  # read by checkpoint.check_checkpoint wherever a model is loaded
+        os.environ[ALLOW_PICKLE_ENV] = "1"
     try:
         return int(args.func(args) or 0)
     except MbertRetrievalError as e:
@@ -398,6 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished datasets and embedding shards are kept, run again to resume", file=sys.stderr)
         return 130
+    finally:
+        if args.allow_pickle:
+            if previous is None:
+                os.environ.pop(ALLOW_PICKLE_ENV, None)
+            else:
+                os.environ[ALLOW_PICKLE_ENV] = previous
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,7 +176,7 @@ def _encoder(model: str, recipe: Recipe) -> EncoderConfig:
     )
 
 
-def _train(recipe_name: str, base: str, out: Path, data: Path, steps: int, overwrite: bool) -> dict:
+def _train(recipe_name: str, base: str, out: Path, data: Path, steps: int, overwrite: bool, progress: bool) -> dict:
     from .train import train
 
     overrides = [f"model.base={base}", f"output_dir={out}", f"data.train.path={data}", f"training.max_steps={steps}"]
@@ -184,7 +184,7 @@ def _train(recipe_name: str, base: str, out: Path, data: Path, steps: int, overw
     resume = not overwrite and not (out / "model").exists() and any((out / "checkpoints").glob("checkpoint-*"))
     if resume:
         log.info("resuming %s from its last checkpoint in %s", recipe_name, out / "checkpoints")
-    model = train(recipe, resume=resume, overwrite=True)
+    model = train(recipe, resume=resume, overwrite=True, progress=progress)
     history = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     losses = [row["loss"] for row in history if "loss" in row]
     return {
@@ -473,7 +473,7 @@ def _run_quickstart(
             f"train-{kind}",
             f"train the {kind} model: recipes/quickstart-{kind}.yaml, {steps} steps",
             lambda kind=kind, folder=folder, steps=steps: _train(
-                f"quickstart-{kind}", base, folder, data / "train", steps, overwrite
+                f"quickstart-{kind}", base, folder, data / "train", steps, overwrite, progress
             ),
             (folder / "model").is_dir(),
         )

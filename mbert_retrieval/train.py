@@ -437,13 +437,14 @@ def record_eval_in_card(model_dir: str | Path, eval_out: str | Path) -> Path:
     return card
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Run the recipe; return the folder of the final model (``output_dir/model``)."""
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
+    """Run the recipe; return the folder of the final model (``output_dir/model``). ``progress``
+    False hides the trainer's progress bars (its log lines stay in ``train_log.jsonl``)."""
     with output_lock_if_main(recipe.output_dir):  # one writer per output_dir (rank 0 under torchrun)
-        return _train(recipe, resume=resume, overwrite=overwrite)
+        return _train(recipe, resume=resume, overwrite=overwrite, progress=progress)
 
 
-def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
+def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers
 
@@ -527,7 +528,7 @@ def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> 
         data_seed=recipe.seed,
         ddp_backend="gloo" if use_cpu and world_size > 1 else None,
         report_to="none",
-        disable_tqdm=False,
+        disable_tqdm=not progress,
     )
     collator = None
     if recipe.kind == "colbert":

@@ -585,7 +585,7 @@ ROWS: dict[str, Row] = {
     ),
     "model-pickle-weights-index-build": Row(
         lambda e: [*e.build()[:2], "--model", _pickle_checkpoint(e), *e.build()[4:]],
-        ["pickled/pytorch_model.bin: weights stored as a pickle", "MBERT_RETRIEVAL_ALLOW_PICKLE=1"],
+        ["pickled/pytorch_model.bin: weights stored as a pickle", "--allow-pickle", "MBERT_RETRIEVAL_ALLOW_PICKLE=1"],
         absent=("idx",),
     ),
     "model-pickle-weights-eval": Row(
@@ -707,6 +707,19 @@ def test_warning_rows_are_recorded_with_the_output(tmp_path: Path, tiny_modernbe
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["build"]["corpus_warnings"] == {"blank documents (skipped)": 1} and manifest["n_docs"] == 1
     capsys.readouterr()
+
+
+def test_allow_pickle_is_the_users_opt_in_for_one_command(tmp_path: Path, tiny_modernbert: str, capsys) -> None:
+    """``--allow-pickle`` lets a pickle-only checkpoint load for that command only (the env var is restored)."""
+    from mbert_retrieval.checkpoint import ALLOW_PICKLE_ENV
+
+    env = Env(tmp_path, tiny_modernbert)
+    argv = [*env.build()[:2], "--model", _pickle_checkpoint(env), *env.build()[4:], "--no-progress"]
+    assert main(argv) == 1 and "weights stored as a pickle" in capsys.readouterr().err
+    assert ALLOW_PICKLE_ENV not in os.environ
+    assert main(["--allow-pickle", *argv]) == 0, capsys.readouterr().err
+    assert ALLOW_PICKLE_ENV not in os.environ
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["n_docs"] == len(DOCS)
 
 
 RUN_ROWS = {
