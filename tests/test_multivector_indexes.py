@@ -65,6 +65,27 @@ def test_plaid_agrees_with_exact_and_reopens(tmp_path: Path, corpus) -> None:
         check_encoder(manifest, {"name": "other", "fingerprint": "abc", "dim": 64}, tmp_path)
 
 
+def test_plaid_build_depends_only_on_its_inputs(tmp_path: Path, corpus) -> None:
+    """fast-plaid samples k-means points with torch's global generator; builds seed it (and restore it)."""
+    import torch
+
+    ids, docs, queries = corpus
+    qids = [f"q{i}" for i in range(len(queries))]
+    runs, files = [], []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        plaid = make_index(PlaidSpec(nbits=4, n_full_scores=512), DIM, folder=tmp_path / f"p{seed}")
+        plaid.add(ids[:150], docs[:150])
+        plaid.add(ids[150:], docs[150:])
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's random state is left alone
+        runs.append(plaid.search(qids, queries, 10))
+        plaid.save(meta={"encoder": {"name": "random", "fingerprint": "abc", "dim": DIM}})
+        files.append({p.name: p.read_bytes() for p in (tmp_path / f"p{seed}").rglob("centroids*")})
+    assert files[0] and files[0] == files[1]
+    assert runs[0] == runs[1]
+
+
 def test_plaid_too_few_token_vectors(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     tiny = [_unit(rng.standard_normal((3, DIM))) for _ in range(3)]  # 9 token vectors
