@@ -50,6 +50,15 @@ def test_every_stage_runs_and_training_helps(tiny_run: tuple[Path, str]) -> None
     assert rows["dense"]["metrics"]["nDCG@10"] > rows["untrained-dense"]["metrics"]["nDCG@10"]
     assert rows["colbert"]["metrics"]["nDCG@10"] > rows["untrained-colbert"]["metrics"]["nDCG@10"]
     assert rows["dense"]["train"]["steps"] == rows["colbert"]["train"]["steps"] == 20
+    # the trained models are searched through the indices the quickstart builds; the untrained ColBERT
+    # is scored exactly (the reference every ColBERT index approximates)
+    assert {k: r["index"] for k, r in rows.items()} == {
+        "bm25": "bm25s",
+        "untrained-dense": "FAISS flat",
+        "dense": "FAISS flat",
+        "untrained-colbert": "exact MaxSim",
+        "colbert": "PLAID",
+    }
     counts = results["data"]["counts"]
     assert counts["train"]["queries"] + counts["test"]["queries"] == 900
     assert results["base_model"]["model_type"] == "modernbert"
@@ -126,7 +135,7 @@ def test_word_level_tokenizer_matches_words_in_sentences_and_code() -> None:
 
 
 def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
-    from mbert_retrieval.quickstart import MAX_EPOCHS, MIN_STEPS, STEP_PER_ENCODED_DOC, plan_steps
+    from mbert_retrieval.quickstart import MAX_EPOCHS, MIN_STEPS, PLAID_PER_EXACT, STEP_PER_ENCODED_DOC, plan_steps
 
     stages = {
         "data": {"counts": {"train": {"queries": 2635}}},
@@ -136,7 +145,9 @@ def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
     settings = {"dense_steps": 85, "colbert_steps": 85}
     plan = plan_steps(5, 60.0, stages, settings)
     step = STEP_PER_ENCODED_DOC * 3.2 / 320
-    left = 5 * 60 - 60.0 - (8.0 + 20.0 + 8.0)  # the trained evaluations and the FAISS build still to come
+    # still to come: the FAISS build and the dense evaluation (each like the untrained dense one), and
+    # the trained ColBERT's PLAID evaluation (PLAID_PER_EXACT x the untrained exact-MaxSim one)
+    left = 5 * 60 - 60.0 - (8.0 + 8.0 + PLAID_PER_EXACT * 20.0)
     assert plan["dense_steps"] == plan["colbert_steps"] == int(left / 2 / step)
     assert plan_steps(0.5, 60.0, stages, settings)["dense_steps"] == MIN_STEPS
     assert plan_steps(600, 60.0, stages, settings)["dense_steps"] == MAX_EPOCHS * 2635 // 32
