@@ -194,8 +194,7 @@ def _complete_checkpoints(run: Path) -> list[Path]:
     return complete_checkpoints(run / "checkpoints")
 
 
-@SLOW
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", signals(default=signal.SIGKILL))
 def test_killed_training_resumes_from_its_last_checkpoint(sig: int, tmp_path: Path, tiny_modernbert: str) -> None:
     recipe = _recipe(tmp_path, tiny_modernbert)
     run = tmp_path / "run"
