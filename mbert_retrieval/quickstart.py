@@ -8,7 +8,7 @@ write and read.
 2. ``model``: ``encoders.modernbert.build_modernbert`` (a small random ModernBERT, a BPE tokenizer
    trained on the train split) -> ``OUT/base-model``; skipped when ``model=`` names a checkpoint;
 3. ``bm25`` and the untrained baselines (the base model as a dense retriever with FAISS flat, and as
-   a ColBERT retriever scored by exact MaxSim, the best any index can do for it):
+   a ColBERT retriever scored by exact MaxSim, the scores every ColBERT index approximates):
    ``pipeline.run_eval`` -> ``OUT/eval/{bm25,untrained-dense,untrained-colbert}``;
 4. ``train-dense`` / ``train-colbert``: ``train.train`` with ``recipes/quickstart-{dense,colbert}.yaml``
    -> ``OUT/train/{dense,colbert}/model``;
