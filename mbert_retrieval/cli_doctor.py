@@ -26,7 +26,6 @@ LIBRARIES = {
     "torch": "torch",
     "transformers": "transformers",
     "sentence-transformers": "sentence_transformers",
-    "pylate": "pylate",
     "flash-attn": "flash_attn",
     "faiss-cpu": "faiss",
     "faiss-gpu": "faiss",
@@ -122,9 +121,12 @@ def report(model: str | None = None, device: str | None = None) -> dict[str, Any
             pitfalls.append(f"fast-plaid {plaid} is built for torch {wanted}, found torch {torch.__version__}")
     if _version("faiss-cpu") and _version("faiss-gpu"):
         pitfalls.append("faiss-cpu and faiss-gpu are both installed: they provide the same module; keep one")
-    voyager = (libs.get("voyager") or {}).get("version")
-    if voyager and not voyager.startswith("2.1."):
-        pitfalls.append(f"voyager {voyager}: pylate.indexes.Voyager needs 2.1.x")
+    pylate = _version("pylate")
+    if pylate:
+        pitfalls.append(
+            f"pylate {pylate} is installed beside sentence-transformers {_version('sentence-transformers')}: this "
+            "toolkit does not use it (PyLate 1.6 pins sentence-transformers 5.3); keep it in its own environment"
+        )
 
     planned = None
     if model:

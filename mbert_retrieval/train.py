@@ -1,8 +1,10 @@
 """``mbert-retrieval train``: a recipe in, a trained model out. The only module that knows trainer
 arguments and losses.
 
-Dense models train with the sentence-transformers trainer; ColBERT models with the same trainer,
-PyLate's losses and ``ColBERTCollator``. Output folder::
+Dense models train with sentence-transformers' ``SentenceTransformerTrainer`` and its losses; ColBERT
+models with its ``MultiVectorEncoderTrainer`` and multi-vector losses (the recipe names are PyLate's:
+``contrastive``, ``cached_contrastive``, ``distillation``; each maps to the sentence-transformers loss
+that computes the same thing, see ``make_loss``). Output folder::
 
     OUTPUT_DIR/recipe.resolved.yaml   the recipe as run (after overrides)
     OUTPUT_DIR/checkpoints/           trainer checkpoints, each marked complete (resume with --resume)
@@ -23,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .checkpoint import check_checkpoint
 from .errors import ConfigError
@@ -149,7 +149,7 @@ def _device_precision(recipe: Recipe) -> tuple[bool, bool, bool]:
 
 
 def build_model(recipe: Recipe):
-    """A sentence-transformers model (dense) or a PyLate ColBERT for the recipe's base encoder."""
+    """A ``SentenceTransformer`` (dense) or a ``MultiVectorEncoder`` ColBERT for the recipe's base encoder."""
     import torch
 
     torch.manual_seed(recipe.seed)
@@ -157,27 +157,30 @@ def build_model(recipe: Recipe):
     base = str(Path(m.base).expanduser()) if Path(m.base).expanduser().exists() else m.base
     check_checkpoint(base)  # no code named in modules.json, no pickle-only weights
     if recipe.kind == "dense":
-        from sentence_transformers import SentenceTransformer, models
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
 
         if (Path(base) / "modules.json").is_file() or not Path(base).exists():
             model = SentenceTransformer(base)
         else:  # a plain encoder: add the recipe's pooling explicitly
-            transformer = models.Transformer(base, max_seq_length=m.max_seq_length)
-            pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=m.pooling)
+            transformer = Transformer(base, max_seq_length=m.max_seq_length)
+            pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=m.pooling)
             model = SentenceTransformer(modules=[transformer, pooling])
         if m.max_seq_length:
             model.max_seq_length = m.max_seq_length
         if m.query_prompt or m.document_prompt:
             model.prompts = {"query": m.query_prompt or "", "document": m.document_prompt or ""}
         return model
-    from pylate import models as pylate_models
+    from .encoders.colbert import build_colbert
 
-    return pylate_models.ColBERT(
+    return build_colbert(
         base,
         query_length=m.query_length,
         document_length=m.document_length,
         embedding_size=m.embedding_size,
-        do_query_expansion=m.query_expansion,
+        query_expansion=m.query_expansion,
+        seed=recipe.seed,
     )
 
 
@@ -207,7 +210,7 @@ def load_train_data(recipe: Recipe):
 def make_loss(recipe: Recipe, model):
     name, cfg = recipe.loss.name, recipe.loss
     if recipe.kind == "dense":
-        from sentence_transformers import losses
+        from sentence_transformers.sentence_transformer import losses
 
         if name == "mnrl":
             return losses.MultipleNegativesRankingLoss(
@@ -223,57 +226,45 @@ def make_loss(recipe: Recipe, model):
         if name == "margin_mse":
             return losses.MarginMSELoss(model)
         return losses.DistillKLDivLoss(model)
-    from pylate import losses as pylate_losses
+    from sentence_transformers.multi_vector_encoder import losses as mv_losses
 
+    # PyLate's Contrastive / CachedContrastive / Distillation used temperature 1, i.e. scale 1 (the dense
+    # `scale` default of 20 applies to ColBERT only when the recipe sets it).
+    scale = cfg.scale if "scale" in cfg.model_fields_set else 1.0
     if name == "contrastive":
-        return pylate_losses.Contrastive(model=model, gather_across_devices=cfg.gather_across_devices)
-    if name == "cached_contrastive":
-        return _BatchMean(
-            pylate_losses.CachedContrastive(
-                model=model,
-                mini_batch_size=cfg.mini_batch_size,
-                gather_across_devices=cfg.gather_across_devices,
-                size_average=False,  # summed here, averaged by _BatchMean: see its docstring
-            )
+        return mv_losses.MultiVectorMultipleNegativesRankingLoss(
+            model, scale=scale, gather_across_devices=cfg.gather_across_devices
         )
-    return pylate_losses.Distillation(model=model)
+    if name == "cached_contrastive":
+        return mv_losses.CachedMultiVectorMultipleNegativesRankingLoss(
+            model, scale=scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=cfg.gather_across_devices
+        )
+    return mv_losses.MultiVectorDistillKLDivLoss(model, similarity_fct=minmax_maxsim(model))
 
 
-class _BatchMean(torch.nn.Module):
-    """Holds PyLate's ``CachedContrastive`` built with ``size_average=False`` and returns its loss
-    divided by the number of queries, so loss *and gradients* equal ``Contrastive``'s.
+def minmax_maxsim(model) -> Any:
+    """MaxSim scores of each query's candidates, min-max normalised per query: PyLate's ``Distillation``
+    (``normalize_scores=True``, its default, which the ModernBERT paper's ColBERT recipe used) scales the
+    student's scores this way before the softmax; sentence-transformers' KL loss does not by itself."""
+    from functools import partial
 
-    Why: PyLate 1.6 ``CachedContrastive.calculate_loss`` back-propagates each chunk's summed
-    cross-entropy to the cached embedding gradients *before* dividing the loss by the batch size,
-    so with ``size_average=True`` (its default) the loss it returns is the mean but the gradients
-    are ``batch_size`` times those of the mean (measured: equal to 8 x Contrastive's to 2e-6 on a
-    batch of 8; ``tests/test_training_losses.py``). With ``size_average=False`` loss and cached
-    gradients are both the sum, and the division below reaches the cached gradients through the
-    ``grad_output`` its backward hook multiplies by. Composition, not a subclass (design rule);
-    ``model`` is exposed so the trainer can swap in the DDP-wrapped model (it recurses into
-    children named ``model``).
-    """
+    from sentence_transformers.multi_vector_encoder.scoring.colbert import _colbert_kd_scores
 
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
+    def scores(queries, documents, queries_mask=None, documents_mask=None):
+        raw = partial(_colbert_kd_scores, model.similarity_pairwise)(
+            queries, documents, queries_mask=queries_mask, documents_mask=documents_mask
+        )
+        low, high = raw.min(dim=1, keepdim=True).values, raw.max(dim=1, keepdim=True).values
+        return (raw - low) / (high - low + 1e-8)
 
-    @property
-    def model(self):
-        return self.inner.model
-
-    @property
-    def citation(self) -> str:
-        return self.inner.citation
-
-    def forward(self, sentence_features, labels=None):
-        return self.inner(sentence_features, labels) / sentence_features[0]["input_ids"].shape[0]
+    scores.__name__ = "minmax_maxsim"
+    return scores
 
 
 def make_evaluator(recipe: Recipe):
     """nDCG@10 on a local BEIR set during training (the best checkpoint is kept): cosine for dense
-    models (sentence-transformers' evaluator), exact MaxSim for ColBERT (PyLate's); ``None`` without
-    ``data.eval``. Both score the whole (small) corpus exactly, so keep it small."""
+    models, exact MaxSim for ColBERT (sentence-transformers' IR evaluator and its multi-vector one);
+    ``None`` without ``data.eval``. Both score the whole (small) corpus exactly, so keep it small."""
     e = recipe.data.eval
     if e is None:
         return None
@@ -294,13 +285,12 @@ def make_evaluator(recipe: Recipe):
         "batch_size": recipe.training.batch_size,
     }
     if recipe.kind == "dense":
-        from sentence_transformers.evaluation import InformationRetrievalEvaluator
+        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
         return InformationRetrievalEvaluator(**kwargs)
-    from pylate.evaluation import PyLateInformationRetrievalEvaluator
-    from pylate.scores import colbert_scores
+    from sentence_transformers.multi_vector_encoder.evaluation import MultiVectorInformationRetrievalEvaluator
 
-    return PyLateInformationRetrievalEvaluator(**kwargs, score_functions={"maxsim": colbert_scores})
+    return MultiVectorInformationRetrievalEvaluator(**kwargs)
 
 
 def best_metric_name(recipe: Recipe) -> str:
@@ -437,6 +427,32 @@ def record_eval_in_card(model_dir: str | Path, eval_out: str | Path) -> Path:
     return card
 
 
+def trainer_classes(kind: str) -> tuple[type, type]:
+    """The sentence-transformers trainer and its arguments class for a model kind."""
+    if kind == "dense":
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+        return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
+
+    return MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
+
+
+LABEL_COLUMNS = ("label", "labels", "score", "scores")
+
+
+def column_prompts(model, columns: list[str]) -> dict[str, str]:
+    """The model's query prompt for the first column, its document prompt for the others (labels aside):
+    the sentence-transformers trainers apply only the prompts they are given, so without this a ColBERT
+    would train without the ``[Q] ``/``[D] `` markers it is evaluated with (PyLate's collator put them in)."""
+    prompts = getattr(model, "prompts", None) or {}
+    query = prompts.get("query") or ""
+    document = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
+    texts = [c for c in columns if c not in LABEL_COLUMNS]
+    found = {c: (query if i == 0 else document) for i, c in enumerate(texts)}
+    return {c: p for c, p in found.items() if p}
+
+
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
     """Run the recipe; return the folder of the final model (``output_dir/model``). ``progress``
     False hides the trainer's progress bars (its log lines stay in ``train_log.jsonl``)."""
@@ -445,9 +461,9 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, prog
 
 
 def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.training_args import BatchSamplers
+    from sentence_transformers.base.sampler import BatchSamplers
 
+    trainer_cls, args_cls = trainer_classes(recipe.kind)
     out = Path(recipe.output_dir)
     final = out / "model"
     if final.exists() and not (overwrite or resume):
@@ -498,7 +514,7 @@ def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, pro
     t = recipe.training
     eval_steps = recipe.data.eval.steps if recipe.data.eval else None
     strategy = "steps" if (t.save_steps or eval_steps) else "epoch"
-    args = SentenceTransformerTrainingArguments(
+    args = args_cls(
         output_dir=str(checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -529,14 +545,10 @@ def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, pro
         ddp_backend="gloo" if use_cpu and world_size > 1 else None,
         report_to="none",
         disable_tqdm=not progress,
+        prompts=column_prompts(model, train_data.column_names) or None,
     )
-    collator = None
-    if recipe.kind == "colbert":
-        from pylate.utils import ColBERTCollator
 
-        collator = ColBERTCollator(model.tokenize)
-
-    class Trainer(SentenceTransformerTrainer):
+    class Trainer(trainer_cls):
         """Marks each checkpoint complete once the trainer has written all of it, then rotates."""
 
         def _save_checkpoint(self, model, trial):  # the trainer's (private, stable) checkpoint hook
@@ -553,7 +565,6 @@ def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, pro
         train_dataset=train_data,
         loss=loss,
         evaluator=evaluator,
-        data_collator=collator,
     )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -115,7 +115,7 @@ def test_training_data_loaders(tmp_path: Path, data_dir: Path) -> None:
     kd = tmp_path / "kd.jsonl"
     kd.write_text(json.dumps({"query": "q", "documents": ["a", "b", "c"], "scores": [3, 2, 1]}) + "\n")
     rows = training.distillation(kd, n_ways=2)
-    assert rows[0] == {"query": "q", "documents": ["a", "b"], "scores": [3.0, 2.0]}
+    assert rows[0] == {"query": "q", "document_1": "a", "document_2": "b", "scores": [3.0, 2.0]}
     with pytest.raises(DataError, match="fewer than n_ways=32"):
         training.distillation(kd)
 
@@ -129,8 +129,8 @@ def test_hub_distillation_ids_resolve_to_text() -> None:
     queries = Dataset.from_dict({"query_id": [9, 7], "text": ["nine", "seven"]})
     documents = Dataset.from_dict({"document_id": [1, 2, 3], "text": ["one", "two", "three"]})
     rows = training.resolve_ids(train, queries, documents, n_ways=2)
-    assert rows[0] == {"query": "seven", "documents": ["three", "one"], "scores": [0.9, 0.5]}
-    assert rows[1]["documents"] == ["two", "three"]
+    assert rows[0] == {"query": "seven", "document_1": "three", "document_2": "one", "scores": [0.9, 0.5]}
+    assert [rows[1]["document_1"], rows[1]["document_2"]] == ["two", "three"]
 
 
 def _write_triples(path: Path, data_dir: Path) -> Path:

@@ -44,7 +44,7 @@ def _grads(recipe, features_fn) -> tuple[float, dict[str, torch.Tensor]]:
     features, labels = features_fn(model)
     loss = loss_fn(features, labels)
     loss.backward()
-    return float(loss), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize(
@@ -56,14 +56,7 @@ def test_cached_loss_gives_the_same_gradients(
     rows = [line.split("\t") for line in triples_file.read_text(encoding="utf-8").splitlines()[:8]]
 
     def features(model):
-        if kind == "dense":
-            cols = [[r[i] for r in rows] for i in range(3)]
-            return [model.tokenize(c) for c in cols], None
-        from pylate.utils import ColBERTCollator
-
-        batch = ColBERTCollator(model.tokenize)([{"query": r[0], "positive": r[1], "negative": r[2]} for r in rows])
-        names = ["query", "positive", "negative"]
-        return [{k.removeprefix(f"{n}_"): v for k, v in batch.items() if k.startswith(f"{n}_")} for n in names], None
+        return _features(model, [{"query": r[0], "positive": r[1], "negative": r[2]} for r in rows]), None
 
     loss_a, grads_a = _grads(_recipe(tmp_path, kind, plain, tiny_modernbert, triples_file), features)
     loss_b, grads_b = _grads(_recipe(tmp_path, kind, cached, tiny_modernbert, triples_file), features)
@@ -73,28 +66,75 @@ def test_cached_loss_gives_the_same_gradients(
         torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-3, atol=1e-5)
 
 
-def test_pylate_cached_contrastive_alone_scales_gradients_by_the_batch_size(
-    tmp_path: Path, tiny_modernbert: str, triples_file: Path
-) -> None:
-    """Pins the PyLate 1.6 behaviour that ``train._BatchMean`` corrects: its ``CachedContrastive``
-    (default ``size_average=True``) returns the mean loss but the gradients of the sum. When this
-    fails, PyLate has fixed it and the wrapper in ``train.make_loss`` can go."""
-    from pylate import losses as pylate_losses
-    from pylate.utils import ColBERTCollator
+def _features(model, rows: list[dict]) -> list[dict]:
+    """The trainer's own collation of ``rows`` (prompts as the trainer gets them), split per column."""
+    from mbert_retrieval.train import column_prompts, trainer_classes
 
-    rows = [line.split("\t") for line in triples_file.read_text(encoding="utf-8").splitlines()[:8]]
-    recipe = _recipe(tmp_path, "colbert", "contrastive", tiny_modernbert, triples_file)
-    grads = []
-    for loss_cls in (pylate_losses.Contrastive, pylate_losses.CachedContrastive):
-        model = build_model(recipe)
-        model.train()
-        kwargs = {"mini_batch_size": 2} if loss_cls is pylate_losses.CachedContrastive else {}
-        batch = ColBERTCollator(model.tokenize)([{"query": r[0], "positive": r[1], "negative": r[2]} for r in rows])
-        names = ["query", "positive", "negative"]
-        features = [{k.removeprefix(f"{n}_"): v for k, v in batch.items() if k.startswith(f"{n}_")} for n in names]
-        loss_cls(model=model, **kwargs)(features, None).backward()
-        grads.append(dict(model.named_parameters())["1.linear.weight"].grad.clone())
-    torch.testing.assert_close(grads[1], len(rows) * grads[0], rtol=1e-3, atol=1e-5)
+    trainer_cls, _ = trainer_classes("colbert" if type(model).__name__ == "MultiVectorEncoder" else "dense")
+    names = list(rows[0])
+    collate = trainer_cls.data_collator_class(preprocess_fn=model.preprocess, prompts=column_prompts(model, names))
+    batch = collate(rows)
+    return [{k.removeprefix(f"{n}_"): v for k, v in batch.items() if k.startswith(f"{n}_")} for n in names]
+
+
+def test_colbert_training_batches_carry_the_markers(tmp_path: Path, tiny_modernbert: str, triples_file: Path) -> None:
+    """The trainer is given the [Q]/[D] prompts (sentence-transformers' trainers apply only those they are
+    given): each query starts with [CLS] [Q] and is expanded to query_length; documents start with [D]."""
+    model = build_model(_recipe(tmp_path, "colbert", "contrastive", tiny_modernbert, triples_file))
+    q, p, _ = _features(model, [{"query": "sort a list", "positive": "def f(x): return sorted(x)", "negative": "x"}])
+    tok = model.tokenizer
+    assert tok.convert_ids_to_tokens(q["input_ids"][0, :2].tolist()) == ["[CLS]", "[Q] "]
+    assert tok.convert_ids_to_tokens(p["input_ids"][0, :2].tolist()) == ["[CLS]", "[D] "]
+    assert q["input_ids"].shape[1] == 32  # expanded with [MASK] to the default query_length
+    assert (q["input_ids"][0] == tok.mask_token_id).sum() > 20
+
+
+def test_colbert_distillation_is_pylates(tmp_path: Path, tiny_modernbert: str, data_dir: Path) -> None:
+    """``distillation`` computes PyLate 1.6's ``Distillation`` loss: KL(teacher || student) over each query's
+    candidates, the student's MaxSim scores min-max normalised per query (PyLate's normalize_scores),
+    batch mean. Checked against that formula written out here."""
+    kd = tmp_path / "kd.jsonl"
+    kd.write_text(
+        json.dumps({"query": "sort a list", "documents": ["sorted(x)", "open(f)", "x.sort()"], "scores": [3, 1, 2]})
+        + "\n"
+        + json.dumps({"query": "read a file", "documents": ["open(f).read()", "x", "f.readlines()"], "scores": [5, 0, 4]})
+        + "\n"
+    )
+    path = tmp_path / "kd.yaml"
+    path.write_text(
+        RECIPE.format(kind="colbert", loss="distillation", base=tiny_modernbert, data=kd, out=tmp_path / "o").replace(
+            "{source: triples, path: " + str(kd) + "}", "{source: distillation, path: " + str(kd) + ", n_ways: 3}"
+        )
+    )
+    recipe = load_recipe(path)
+    from mbert_retrieval.train import load_train_data
+
+    model = build_model(recipe)
+    data = load_train_data(recipe)
+    rows = [{c: data[i][c] for c in data.column_names if c != "scores"} for i in range(len(data))]
+    features = _features(model, rows)
+    labels = torch.tensor([data[i]["scores"] for i in range(len(data))], dtype=torch.float32)
+    loss = make_loss(recipe, model)(features, labels)
+
+    with torch.no_grad():
+        out = [model(dict(f), task=f["task"]) for f in features]
+        q = out[0]["token_embeddings"] * out[0]["attention_mask"][..., None]
+        scores = torch.stack(
+            [
+                torch.stack(
+                    [
+                        (q[i] @ (o["token_embeddings"][i][o["attention_mask"][i].bool()]).T).max(dim=1).values.sum()
+                        for o in out[1:]
+                    ]
+                )
+                for i in range(len(rows))
+            ]
+        )
+        low, high = scores.min(1, keepdim=True).values, scores.max(1, keepdim=True).values
+        student = torch.log_softmax((scores - low) / (high - low + 1e-8), dim=-1)
+        teacher = torch.log_softmax(labels, dim=-1)
+        expected = torch.nn.functional.kl_div(student, teacher, reduction="batchmean", log_target=True)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
 
 
 def test_killed_training_resumes_from_its_checkpoint(

@@ -1,7 +1,9 @@
 """Training rows for recipes, as Hugging Face ``datasets.Dataset`` with fixed columns.
 
 - pairs / triples: ``query``, ``positive``, ``negative_1`` ... (in-batch negatives come on top);
-- distillation: ``query``, ``documents`` (list), ``scores`` (list of teacher scores), ``n_ways`` each.
+- distillation: ``query``, ``document_1`` ... ``document_N`` and ``scores`` (the N teacher scores, a list),
+  ``N = n_ways``: the (query, document_1, ..., document_N) + label layout of the sentence-transformers
+  distillation losses, dense and multi-vector.
 
 Local sources (tested): a BEIR folder's qrels split turned into (query, positive) pairs; TSV or
 JSONL triples; JSONL distillation rows; MLDR train rows (JSONL shaped as the hub's). Hub sources
@@ -151,7 +153,13 @@ def distillation(path: str | Path, n_ways: int = 32, max_rows: int | None = None
             break
     if not queries:
         raise DataError(path, "no training rows")
-    return _dataset({"query": queries, "documents": documents, "scores": scores})
+    return _dataset({"query": queries, **_document_columns(documents), "scores": scores})
+
+
+def _document_columns(documents: list[list[str]]) -> dict[str, list[str]]:
+    """Per-row document lists (all of one length) as columns ``document_1`` ... ``document_N``."""
+    n = len(documents[0]) if documents else 0
+    return {f"document_{i + 1}": [docs[i] for docs in documents] for i in range(n)}
 
 
 def hub_triplets(hub_id: str, subset: str | None = None, max_rows: int | None = None):
@@ -243,7 +251,7 @@ def resolve_ids(train, queries, documents, n_ways: int):
         for ids, sc in zip(batch["document_ids"], batch["scores"], strict=True):
             docs.append(documents.select([d_row[d] for d in ids[:n_ways]])["text"])
             scores.append([float(x) for x in sc[:n_ways]])
-        return {"query": q_text, "documents": docs, "scores": scores}
+        return {"query": q_text, **_document_columns(docs), "scores": scores}
 
     train.set_transform(to_text)
     return train

@@ -17,20 +17,28 @@ KINDS = ("dense", "colbert")
 
 
 def detect_kind(model: str) -> str | None:
-    """``"colbert"`` for a saved PyLate checkpoint, ``"dense"`` for a sentence-transformers one,
-    ``None`` when the folder cannot tell (a plain transformers encoder, or a hub id)."""
+    """``"colbert"`` for a saved multi-vector checkpoint (sentence-transformers 6 ``MultiVectorEncoder``,
+    PyLate, Stanford ColBERT), ``"dense"`` for a single-vector sentence-transformers one, ``None`` when
+    the folder cannot tell (a plain transformers encoder, or a hub id)."""
     folder = Path(model).expanduser()
     st_config = folder / "config_sentence_transformers.json"
     modules = folder / "modules.json"
     try:
         if st_config.is_file():
             cfg = json.loads(st_config.read_text(encoding="utf-8"))
-            if cfg.get("model_type") == "ColBERT" or str(cfg.get("similarity_fn_name", "")).lower() == "maxsim":
+            similarity = str(cfg.get("similarity_fn_name", "")).lower()
+            if cfg.get("model_type") in ("ColBERT", "MultiVectorEncoder") or similarity in ("maxsim", "meanmaxsim"):
                 return "colbert"
         if modules.is_file():
             types = [m.get("type", "") for m in json.loads(modules.read_text(encoding="utf-8"))]
-            return "colbert" if any(t.startswith("pylate.") for t in types) else "dense"
-    except (OSError, json.JSONDecodeError, AttributeError):
+            multi = any(t.startswith("pylate.") or ".multi_vector_encoder." in t for t in types)
+            return "colbert" if multi else "dense"
+        config = folder / "config.json"
+        if config.is_file():
+            architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+            if "HF_ColBERT" in architectures:
+                return "colbert"
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError):
         return None
     return None
 

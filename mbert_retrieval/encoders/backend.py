@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,14 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+# sentence-transformers 5.4 renamed the Transformer module's attribute ``auto_model`` to ``model``, so the
+# same weights have the state_dict name ``0.model.embeddings...`` where 5.3 and PyLate said
+# ``0.auto_model.embeddings...``. Names are hashed in the old spelling: a model keeps the fingerprint it
+# had before the move to sentence-transformers 6, and so do the embedding caches and the indices built
+# with it (tests/test_colbert_golden.py checks one recorded on the old stack).
+_RENAMED_TRANSFORMER = re.compile(r"^(\d+)\.model\.")
+
+
 def fingerprint_module(module: Any, settings: dict[str, Any]) -> str:
     """blake2b over ``settings`` (JSON) and every tensor of ``module.state_dict()``: it changes
     whenever an embedding could change."""
@@ -163,6 +172,7 @@ def fingerprint_module(module: Any, settings: dict[str, Any]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in module.state_dict().items():
+        name = _RENAMED_TRANSFORMER.sub(r"\1.auto_model.", name)
         h.update(name.encode())
         t = tensor.detach().to("cpu").contiguous()
         h.update(str(t.dtype).encode())

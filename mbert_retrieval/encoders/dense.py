@@ -1,6 +1,8 @@
-"""Single-vector encoder: holds a sentence-transformers model (never subclasses it).
+"""Single-vector encoder: holds a sentence-transformers ``SentenceTransformer`` (never subclasses it).
 
-The one module that imports sentence-transformers.
+Loads models saved by sentence-transformers 5.x (``sentence_transformers.models.*`` module paths, e.g. the
+all-MiniLM-L6-v2 package's) and by 5.4+/6.x (``sentence_transformers.base.modules.*``) alike: both are
+read by the installed sentence-transformers 6.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class DenseEncoder:
                 trust_remote_code=trust_remote_code,
                 model_kwargs=plan.model_kwargs or None,
             )
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
+        except Exception as e:  # whatever the library raises: one line naming the model and the cause
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MbertRetrievalError(f"cannot load model {model!r}: {first}") from e
 
@@ -136,13 +138,14 @@ class DenseEncoder:
     def pooling(self) -> str | None:
         """The pooling of the sentence-transformers pipeline (``mean`` for a plain HF checkpoint)."""
         for module in self.model:
-            if hasattr(module, "get_pooling_mode_str"):
-                return str(module.get_pooling_mode_str())
+            mode = getattr(module, "pooling_mode", None)
+            if mode is not None:
+                return mode if isinstance(mode, str) else "+".join(mode)
         return None
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     @property
     def max_seq_length(self) -> int:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-TRANSFORMERS_VERSION = "5.3"  # the ModernBertModel layout this forward reads (layers, attn.Wqkv, rotary_emb, ...)
+TRANSFORMERS_VERSION = "5.24"  # the ModernBertModel layout this forward reads (layers, attn.Wqkv, rotary_emb, ...)
 _VERSION_CHECKED = False
 
 
