@@ -1,6 +1,6 @@
 """Multi-vector indices on real data: PLAID and Voyager against exact MaxSim, on the same embeddings.
 
-A ColBERT built on the real all-MiniLM-L6-v2 backbone (offline PyPI package; PyLate adds an
+A ColBERT built on the real all-MiniLM-L6-v2 backbone (offline PyPI package; the encoder adds an
 untrained 128-dim projection, seeded) encodes BEIR SciFact once (token vectors cached on disk),
 then each index is built and searched with the same query vectors. Printed per index: build time,
 ms per query, nDCG@10 and R@100 (trec_eval semantics), and recall@10 against exact MaxSim's top 10.
@@ -75,7 +75,7 @@ def main() -> None:
     encoder = ColBERTEncoder(model, document_length=args.document_length, show_progress=True)
     print(
         f"encoder {model}: dim {encoder.dim}, query_length {encoder.query_length}, "
-        f"document_length {encoder.document_length} (untrained projection unless a PyLate checkpoint)"
+        f"document_length {encoder.document_length} (untrained projection unless a ColBERT checkpoint)"
     )
     t = time.perf_counter()
     doc_emb: list[np.ndarray] = []

@@ -1,6 +1,6 @@
 """mbert-retrieval: ModernBERT as single-vector and ColBERT retrievers, indexed and evaluated.
 
-``import mbert_retrieval`` is light: torch, sentence-transformers, FAISS and PyLate load only when
+``import mbert_retrieval`` is light: torch, sentence-transformers, FAISS and fast-plaid load only when
 an encoder or index is built.
 """
 

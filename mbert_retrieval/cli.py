@@ -35,7 +35,7 @@ examples:
       --query-prompt "search_query: " --document-prompt "search_document: " --max-seq-length 8192 \\
       --model answerdotai/ModernBERT-base --out out/mbert
 
-  # a ColBERT model (PyLate checkpoint, or a plain encoder given a projection) with PLAID, or exact MaxSim
+  # a ColBERT model (multi-vector or PyLate checkpoint, or a plain encoder + [Q]/[D] + projection): PLAID or exact
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \\
       --kind colbert --index plaid --document-length 300 --out out/colbert
 
@@ -77,12 +77,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder holding one BEIR folder per dataset, DIR/<name> (default: OUT/data)")
     p.add_argument("--download", action="store_true", help="download BEIR datasets missing from --data-dir")
     p.add_argument(
-        "--model", help="hub id or local path: sentence-transformers, PyLate or plain HF; or `bm25` (bm25s, no model)"
+        "--model",
+        help="hub id or local path: sentence-transformers 5.x/6.x (dense, multi-vector), PyLate, plain HF; or `bm25`",
     )
     p.add_argument(
         "--kind",
         choices=["dense", "colbert"],
-        help="single-vector or multi-vector model (default: told from the checkpoint; a PyLate one is colbert)",
+        help="single-vector or multi-vector model (default: told from the checkpoint; multi-vector, PyLate: colbert)",
     )
     p.add_argument(
         "--index",

@@ -27,7 +27,7 @@ examples:
   mbert-retrieval index build --model PATH --corpus collection.tsv --spec indices/faiss-flat.yaml \\
       --query-prompt "search_query: " --document-prompt "search_document: " --out indexes/msmarco
 
-  # a PLAID index with a ColBERT model (PyLate checkpoint, e.g. lightonai/GTE-ModernColBERT-v1)
+  # a PLAID index with a ColBERT model (multi-vector / PyLate checkpoint, e.g. lightonai/GTE-ModernColBERT-v1)
   mbert-retrieval index build --model lightonai/GTE-ModernColBERT-v1 --corpus data/scifact \
       --spec plaid --document-length 300 --out indexes/scifact-plaid
   mbert-retrieval search --index indexes/scifact-plaid "how do statins work"
@@ -86,7 +86,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     b.add_argument(
-        "--model", required=True, help="hub id or local path of a sentence-transformers / HF model (PyLate for PLAID)"
+        "--model",
+        required=True,
+        help="hub id or local path of a sentence-transformers / HF model (multi-vector / PyLate for PLAID)",
     )
     b.add_argument("--corpus", required=True, help="a BEIR folder, a .jsonl (_id, title, text) or a .tsv (id, text)")
     b.add_argument("--spec", required=True, help="a shipped index spec (faiss-flat, faiss-hnsw, ...; see `ls`) or YAML")

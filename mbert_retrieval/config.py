@@ -183,7 +183,7 @@ class FaissSpec(Strict):
 
 
 class PlaidSpec(Strict):
-    """PLAID (fast-plaid through PyLate) over token vectors: centroids + residual compression."""
+    """PLAID (fast-plaid) over token vectors: centroids + residual compression."""
 
     kind: Literal["plaid"] = "plaid"
     nbits: int = Field(4, ge=1, le=8, description="bits per residual dimension")

@@ -97,7 +97,7 @@ def test_colbert_distillation_is_pylates(tmp_path: Path, tiny_modernbert: str, d
     kd.write_text(
         json.dumps({"query": "sort a list", "documents": ["sorted(x)", "open(f)", "x.sort()"], "scores": [3, 1, 2]})
         + "\n"
-        + json.dumps({"query": "read a file", "documents": ["open(f).read()", "x", "f.readlines()"], "scores": [5, 0, 4]})
+        + json.dumps({"query": "read a file", "documents": ["open(f).read()", "x", "readlines"], "scores": [5, 0, 4]})
         + "\n"
     )
     path = tmp_path / "kd.yaml"
