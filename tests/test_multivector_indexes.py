@@ -1,4 +1,4 @@
-"""PLAID (fast-plaid via PyLate) and Voyager on seeded random token vectors, against exact MaxSim."""
+"""PLAID (fast-plaid) and Voyager on seeded random token vectors, against exact MaxSim."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_plaid_agrees_with_exact_and_reopens(tmp_path: Path, corpus) -> None:
 
 
 def test_plaid_build_depends_only_on_its_inputs(tmp_path: Path, corpus) -> None:
-    """fast-plaid samples k-means points with torch's global generator; builds seed it (and restore it)."""
+    """Builds from different global random states give byte-identical files, and leave those states alone
+    (fast-plaid's k-means seeds torch's and numpy's global generators)."""
     import torch
 
     ids, docs, queries = corpus
@@ -74,16 +75,40 @@ def test_plaid_build_depends_only_on_its_inputs(tmp_path: Path, corpus) -> None:
     runs, files = [], []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        before = torch.get_rng_state()
+        np.random.seed(seed)  # the legacy global generator
+        before, np_before = torch.get_rng_state(), np.random.get_state()[1].copy()
         plaid = make_index(PlaidSpec(nbits=4, n_full_scores=512), DIM, folder=tmp_path / f"p{seed}")
         plaid.add(ids[:150], docs[:150])
         plaid.add(ids[150:], docs[150:])
         assert torch.equal(torch.get_rng_state(), before)  # the caller's random state is left alone
+        assert np.array_equal(np.random.get_state()[1], np_before)
         runs.append(plaid.search(qids, queries, 10))
         plaid.save(meta={"encoder": {"name": "random", "fingerprint": "abc", "dim": DIM}})
-        files.append({p.name: p.read_bytes() for p in (tmp_path / f"p{seed}").rglob("centroids*")})
-    assert files[0] and files[0] == files[1]
+        backend = tmp_path / f"p{seed}" / "fast_plaid_index"
+        files.append({p.name: p.read_bytes() for p in backend.iterdir() if p.is_file() and p.name != "plaid.lock"})
+    assert {"centroids.npy", "metadata.json", "merged_codes.npy", "merged_residuals.npy"} <= set(files[0])
+    assert files[0] == files[1]
     assert runs[0] == runs[1]
+
+
+def test_plaid_ids_follow_add_order_and_skip_identical(tmp_path: Path, corpus) -> None:
+    """fast-plaid numbers documents in add order, across chunks; ``doc_ids.txt`` maps them back."""
+    ids, docs, _ = corpus
+    order = list(range(299, -1, -1))  # ids not in sorted order, to catch any positional mix-up
+    plaid = PlaidIndex(DIM, PlaidSpec(nbits=4, n_full_scores=512), tmp_path / "p")
+    for start in (0, 100, 200):
+        chunk = order[start : start + 100]
+        plaid.add([ids[i] for i in chunk], [docs[i] for i in chunk])
+    probes = [5, 150, 297]
+    run = plaid.search([f"q{i}" for i in probes], [docs[i] for i in probes], 3)
+    assert [next(iter(run[f"q{i}"])) for i in probes] == [ids[i] for i in probes]
+    skipped = plaid.search([ids[5]], [docs[5]], 3, ignore_identical_ids=True)[ids[5]]
+    assert ids[5] not in skipped and len(skipped) == 3
+    everything = plaid.search(["q"], [docs[0]], 1000)["q"]
+    assert len(everything) <= 300 and next(iter(everything)) == ids[0]
+    plaid.save()
+    assert not list((tmp_path / "p").rglob("*.pkl"))  # no pickled id mappings any more
+    assert (tmp_path / "p" / "doc_ids.txt").read_text().splitlines() == [ids[i] for i in order]
 
 
 def test_plaid_too_few_token_vectors(tmp_path: Path) -> None:
@@ -117,9 +142,29 @@ def test_voyager_reranks_exactly(tmp_path: Path, corpus) -> None:
         for doc, score in got[q].items():  # scores are exact MaxSim (fp16 storage)
             assert score == pytest.approx(float(all_scores[i, ids.index(doc)]), abs=1e-4)
     voyager.save()
-    assert VoyagerIndex.load(tmp_path / "v").search(qids[:3], queries[:3], 5) == voyager.search(
-        qids[:3], queries[:3], 5
-    )
+    assert (tmp_path / "v" / "voyager" / "index.voyager").is_file()
+    assert not list((tmp_path / "v").rglob("*.pkl"))
+    reopened = VoyagerIndex.load(tmp_path / "v")
+    assert reopened.search(qids, queries, 10) == got
+    skipped = reopened.search([ids[3]], [docs[3]], 5, ignore_identical_ids=True)[ids[3]]
+    assert ids[3] not in skipped and len(skipped) == 5
+
+
+def test_voyager_more_candidates_than_token_vectors(tmp_path: Path, corpus) -> None:
+    """``candidates`` (and ``k``) beyond the token vectors held: every document is found, in chunks."""
+    ids, docs, queries = corpus
+    voyager = VoyagerIndex(DIM, VoyagerSpec(M=8, ef_construction=50, ef_search=10, candidates=1000), tmp_path / "v")
+    voyager.add(ids[:3], docs[:3])
+    voyager.add(ids[3:6], docs[3:6])
+    assert voyager.n_tokens == sum(len(d) for d in docs[:6]) < 1000
+    exact = ExactMaxSimIndex(DIM)
+    exact.add(ids[:6], docs[:6])
+    got = voyager.search(["a", "b"], queries[:2], 50)
+    truth = exact.search(["a", "b"], queries[:2], 50)
+    for q in ("a", "b"):
+        assert list(got[q]) == list(truth[q]) and len(got[q]) == 6
+        assert list(got[q].values()) == pytest.approx(list(truth[q].values()), abs=1e-4)
+    assert VoyagerIndex(DIM, None, tmp_path / "empty").search(["a"], queries[:1], 5) == {"a": {}}
 
 
 def test_kind_compatibility_and_missing_manifest(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Indexes: store document embeddings under ids, answer top-k searches. Never see text or a model.
 
-``make_index`` picks the implementation for an ``IndexSpec``; backends (FAISS, fast-plaid via
-Voyager) load only when such an index is built.
+``make_index`` picks the implementation for an ``IndexSpec``; backends (FAISS, fast-plaid,
+voyager) load only when such an index is built.
 """
 
 from __future__ import annotations

@@ -1,32 +1,42 @@
-"""PLAID over ColBERT token vectors, through fast-plaid as wrapped by ``pylate.indexes.PLAID``.
+"""PLAID over ColBERT token vectors, with fast-plaid (``fast_plaid.search.FastPlaid``) called directly.
 
-The one module that imports ``pylate.indexes.PLAID``. The backend writes its files into the index
-folder as documents are added (chunk by chunk: the first chunk trains the centroids, later ones are
-assigned to them, as PyLate does); ``save`` adds our ``doc_ids.txt`` and ``manifest.json``.
+The one module that imports fast-plaid. Its files live in ``<folder>/fast_plaid_index/``, the layout
+PyLate used, so indices built before the move off PyLate still load (the pickled id mappings PyLate
+wrote beside them are ignored). The first chunk of documents added creates the index and trains the
+centroids; later chunks go through fast-plaid's ``update`` with its defaults, as PyLate called it
+(while the index holds at most 999 documents that rebuilds it from all of them, from the raw vectors
+fast-plaid keeps for that; beyond, new documents are assigned to the trained centroids, which grow
+from outliers once 100 documents are buffered). fast-plaid numbers documents 0..n-1 in the order
+they were added; ``doc_ids.txt`` maps those numbers back to our ids. ``save`` writes ``doc_ids.txt``
+and ``manifest.json`` beside the backend's folder.
 
-fast-plaid draws its k-means sample with ``torch.randperm`` from torch's *global* generator (fast-plaid
-1.4.6 ``compute_kmeans``; the sample's order matters even when it holds every document), so the
-same documents gave different centroids in different processes (SciFact, trained scifact-colbert:
-nDCG@10 0.6585 from ``eval``, 0.6594 from ``index build`` on the same token vectors). Every add runs
-under a forked generator seeded with ``KMEANS_SEED`` (fast-plaid's own k-means seed), so a build
-depends only on its inputs, and the caller's random state is left as it was.
+fast-plaid 1.7 draws its k-means sample from a local generator seeded with ``KMEANS_SEED`` (1.4.6
+used torch's global generator, so the same documents gave different centroids in different
+processes), so a build depends only on its inputs. Its k-means still calls ``torch.manual_seed`` and
+``np.random.seed`` on the *global* generators; every add runs with those states saved and restored,
+so the caller's random state is left as it was.
 
-fast-plaid cannot train its codec on fewer than about 10 token vectors, and fails with a raw
-``RuntimeError``; such a corpus gets a clear ``ConfigError`` here, or, with ``fallback: exact`` in
-the spec, exact MaxSim instead.
+fast-plaid cannot train its codec on fewer than about 10 token vectors; such a corpus gets a clear
+``ConfigError`` here, or, with ``fallback: exact`` in the spec, exact MaxSim instead. An index whose
+backend files fast-plaid cannot load is refused with one line saying how to rebuild it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
+import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import ExactMaxSimSpec, PlaidSpec
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..io import write_lines
 from ..types import Run
 from .manifest import read_manifest, write_manifest
@@ -34,12 +44,17 @@ from .maxsim import ExactMaxSimIndex, check_token_matrices
 
 log = logging.getLogger(__name__)
 
-KMEANS_SEED = 42  # PyLate's / fast-plaid's default k-means seed, also used for torch's generator
+KMEANS_SEED = 42  # fast-plaid's (and PyLate's) default seed for its k-means and codec
+MAX_POINTS_PER_CENTROID = 256  # fast-plaid's default, as PyLate passed it
 MIN_TOKEN_VECTORS = 10  # below this fast-plaid fails: "Cannot train codec: no heldout samples"
 IDS_FILE = "doc_ids.txt"
+BACKEND_DIR = "fast_plaid_index"  # PyLate's name for the folder, kept so older indices load
+QUERIES_PER_SEARCH_THREAD = 10  # fast-plaid's own split: at least 10 queries per CPU search thread
 
 
 class PlaidIndex:
+    """Token vectors in a fast-plaid index under ``folder``; top-k by PLAID's approximate MaxSim."""
+
     kind = "plaid"
 
     def __init__(self, dim: int, spec: PlaidSpec | None, folder: str | Path, *, show_progress: bool = False) -> None:
@@ -48,30 +63,28 @@ class PlaidIndex:
         self.folder = Path(folder)
         self.show_progress = show_progress
         self.doc_ids: list[str] = []
-        self._plaid = None
+        self._plaid: Any = None  # fast_plaid.search.FastPlaid, once created or loaded
         self._pending: list[tuple[str, np.ndarray]] = []  # held until there are enough token vectors
         self._exact: ExactMaxSimIndex | None = None  # the fallback, when chosen
 
     def __len__(self) -> int:
         return len(self.doc_ids)
 
-    def _backend(self, override: bool):
-        from pylate.indexes import PLAID
+    @property
+    def backend_folder(self) -> Path:
+        """Where fast-plaid keeps its files: ``<folder>/fast_plaid_index``."""
+        return self.folder / BACKEND_DIR
 
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        return PLAID(
-            index_folder=str(self.folder.parent),
-            index_name=self.folder.name,
-            override=override,
-            nbits=self.spec.nbits,
-            kmeans_niters=self.spec.kmeans_niters,
-            n_ivf_probe=self.spec.n_ivf_probe,
-            n_full_scores=self.spec.n_full_scores,
-            device="cpu" if not _cuda() else None,
-            show_progress=self.show_progress,
-        )
+    def _backend(self) -> Any:
+        import torch
+        from fast_plaid.search import FastPlaid
+
+        # None: every visible GPU (fast-plaid splits queries across them); else the CPU
+        device = None if torch.cuda.is_available() else "cpu"
+        return FastPlaid(index=str(self.backend_folder), device=device)
 
     def add(self, doc_ids: Sequence[str], embeddings: Sequence[np.ndarray]) -> None:
+        """Add one ``[tokens, dim]`` matrix per document; held back until there are ``MIN_TOKEN_VECTORS``."""
         check_token_matrices(doc_ids, embeddings, self.dim)
         self.doc_ids.extend(doc_ids)
         if self._plaid is None:
@@ -79,20 +92,34 @@ class PlaidIndex:
             if sum(len(m) for _, m in self._pending) >= MIN_TOKEN_VECTORS:
                 self._flush()
         else:
-            with _seeded_torch():
-                self._plaid.add_documents(documents_ids=list(doc_ids), documents_embeddings=list(embeddings))
+            with _global_rng_kept():
+                self._plaid.update(
+                    documents_embeddings=_tensors(embeddings),
+                    kmeans_niters=self.spec.kmeans_niters,
+                    max_points_per_centroid=MAX_POINTS_PER_CENTROID,
+                    seed=KMEANS_SEED,
+                )
 
     def _flush(self) -> None:
-        ids = [i for i, _ in self._pending]
+        """Create the fast-plaid index from the pending documents (this trains the centroids)."""
         mats = [m for _, m in self._pending]
-        backend = self._backend(override=True)
+        if self.backend_folder.exists():  # a fresh index: nothing left from an earlier build
+            shutil.rmtree(self.backend_folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        backend = self._backend()
         try:
-            with _seeded_torch():
-                backend.add_documents(documents_ids=ids, documents_embeddings=mats)
-        except RuntimeError as e:
+            with _global_rng_kept():
+                backend.create(
+                    documents_embeddings=_tensors(mats),
+                    kmeans_niters=self.spec.kmeans_niters,
+                    max_points_per_centroid=MAX_POINTS_PER_CENTROID,
+                    nbits=self.spec.nbits,
+                    seed=KMEANS_SEED,
+                )
+        except (RuntimeError, ValueError) as e:
             raise ConfigError(
-                f"PLAID could not be built from {len(ids)} documents / {sum(len(m) for m in mats)} token vectors "
-                f"({str(e).strip().splitlines()[0]}); use the exact-maxsim index or `fallback: exact` in the spec"
+                f"PLAID could not be built from {len(mats)} documents / {sum(len(m) for m in mats)} token vectors "
+                f"({_first_line(e)}); use the exact-maxsim index or `fallback: exact` in the spec"
             ) from None
         self._plaid = backend
         self._pending = []
@@ -115,29 +142,37 @@ class PlaidIndex:
     def search(
         self, query_ids: Sequence[str], embeddings: Sequence[np.ndarray], k: int, *, ignore_identical_ids: bool = False
     ) -> Run:
+        """Top ``k`` documents per query (``{qid: {docid: score}}``, best first), by PLAID's scores."""
         if len(query_ids) != len(embeddings):
             raise ValueError(f"{len(query_ids)} query ids but {len(embeddings)} query matrices")
         self._finish()
         if self._exact is not None:
             return self._exact.search(query_ids, embeddings, k, ignore_identical_ids=ignore_identical_ids)
-        if self._plaid is None:
-            return {qid: {} for qid in query_ids}
         fetch = min(k + (1 if ignore_identical_ids else 0), len(self.doc_ids))
-        results = self._plaid([np.asarray(q, dtype=np.float32) for q in embeddings], k=fetch)
+        if self._plaid is None or fetch <= 0 or not query_ids:
+            return {qid: {} for qid in query_ids}
+        results = self._plaid.search(
+            queries_embeddings=_tensors(embeddings),
+            top_k=fetch,
+            n_ivf_probe=self.spec.n_ivf_probe,
+            n_full_scores=self.spec.n_full_scores,
+            show_progress=self.show_progress,
+            n_processes=_search_threads(len(query_ids)),
+        )
         run: Run = {}
         for qid, hits in zip(query_ids, results, strict=True):
             kept: dict[str, float] = {}
-            for hit in hits:
-                doc = str(hit["id"])
+            for plaid_id, score in hits:
+                doc = self.doc_ids[plaid_id]
                 if ignore_identical_ids and doc == qid:
                     continue
-                kept[doc] = float(hit["score"])
+                kept[doc] = float(score)
                 if len(kept) == k:
                     break
             run[qid] = kept
         return run
 
-    def save(self, path: str | Path | None = None, meta: dict | None = None) -> None:
+    def save(self, path: str | Path | None = None, meta: dict[str, Any] | None = None) -> None:
         """Write ``doc_ids.txt`` and ``manifest.json`` beside the backend's files (the folder is fixed)."""
         if path is not None and Path(path).resolve() != self.folder.resolve():
             raise ValueError(f"a PLAID index lives where it was built ({self.folder}), not in {path}")
@@ -152,28 +187,105 @@ class PlaidIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> PlaidIndex:
+        """Open a saved index; backend files fast-plaid cannot load are refused with how to rebuild."""
         manifest = read_manifest(path, kind=cls.kind)
         index = cls(int(manifest["dim"]), PlaidSpec.model_validate(manifest["spec"]), path)
-        index.doc_ids = (Path(path) / IDS_FILE).read_text(encoding="utf-8").splitlines()
+        try:
+            index.doc_ids = (Path(path) / IDS_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise DataError(Path(path) / IDS_FILE, "missing: the index folder is incomplete") from None
         if manifest.get("backend") == "exact-maxsim fallback":
             index._exact = ExactMaxSimIndex(index.dim, ExactMaxSimSpec(dtype="float32"))
             index._exact.load_arrays(path)
         else:
-            index._plaid = index._backend(override=False)
+            index._plaid = index._open_backend(manifest)
         return index
+
+    def _open_backend(self, manifest: dict[str, Any]) -> Any:
+        """The saved fast-plaid index, checked to load and to hold one entry per id in ``doc_ids.txt``."""
+        meta_file = self.backend_folder / "metadata.json"
+        try:
+            n_backend = json.loads(meta_file.read_text(encoding="utf-8")).get("num_documents")
+        except FileNotFoundError:
+            raise _unloadable(self.folder, manifest, f"{BACKEND_DIR}/metadata.json is missing") from None
+        except (OSError, ValueError, AttributeError) as e:
+            raise _unloadable(self.folder, manifest, f"{BACKEND_DIR}/metadata.json: {_first_line(e)}") from None
+        if n_backend != len(self.doc_ids):
+            raise _unloadable(
+                self.folder, manifest, f"fast-plaid holds {n_backend} documents, {IDS_FILE} lists {len(self.doc_ids)}"
+            )
+        printed = io.StringIO()  # fast-plaid prints its loading errors and leaves the index unloaded
+        try:
+            with contextlib.redirect_stdout(printed):
+                backend = self._backend()
+        except Exception as e:  # whatever fast-plaid raises on files it cannot read
+            raise _unloadable(self.folder, manifest, _first_line(e)) from None
+        if not backend.indices or any(idx is None for idx in backend.indices.values()):
+            reason = _first_line(printed.getvalue()).removeprefix("Critical Error loading index from disk: ")
+            raise _unloadable(self.folder, manifest, reason)
+        return backend
+
+
+def _search_threads(n_queries: int) -> int:
+    """CPU search threads (fast-plaid's ``n_processes``, joblib threads over chunks of queries; ignored on GPU).
+
+    One per core, with at least ``QUERIES_PER_SEARCH_THREAD`` queries each. Measured on a 2-core CPU
+    (torch using 2 threads), 300 queries of 32 tokens against 2000 documents / 80k token vectors
+    (dim 128, nbits 4), n_ivf_probe 8, two runs each: n_full_scores 8192, 1 thread 120-128 ms/query,
+    2 threads 93-99; n_full_scores 1024, 28-36 vs 26-33 ms/query, 4 threads 29-31; the same results
+    in every case. With torch set to 1 thread: 51 vs 26 ms/query. More threads than cores gain nothing.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_queries // QUERIES_PER_SEARCH_THREAD))
+
+
+def _tensors(matrices: Sequence[np.ndarray]) -> list[Any]:
+    """float32 CPU tensors, one per matrix, as fast-plaid takes them (no copy for float32 arrays)."""
+    import torch
+
+    return [torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)) for m in matrices]
+
+
+def _first_line(error: BaseException | str) -> str:
+    """The first non-blank line of an error (or of printed text): messages here are one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines:
+        return lines[0]
+    return type(error).__name__ if isinstance(error, BaseException) else "fast-plaid could not load its files"
+
+
+def _unloadable(folder: Path, manifest: dict[str, Any], reason: str) -> DataError:
+    """One line: the backend files cannot be used, and the command that rebuilds the index."""
+    from importlib.metadata import version
+
+    return DataError(
+        folder,
+        f"the PLAID index cannot be loaded by fast-plaid {version('fast-plaid')} ({reason}); "
+        f"rebuild it: {rebuild_command(folder, manifest, 'plaid')}",
+    )
+
+
+def rebuild_command(folder: Path, manifest: dict[str, Any], default_spec: str) -> str:
+    """The ``mbert-retrieval index build`` command that rebuilds the index in ``folder`` (from its manifest)."""
+    model = (manifest.get("encoder_load") or {}).get("model") or (manifest.get("encoder") or {}).get("name")
+    corpus = (manifest.get("build") or {}).get("corpus")
+    spec = manifest.get("spec_name") or default_spec
+    return (
+        f"mbert-retrieval index build --model {model or 'MODEL'} --corpus {corpus or 'CORPUS'} "
+        f"--spec {spec} --out {folder} --overwrite"
+    )
 
 
 @contextlib.contextmanager
-def _seeded_torch() -> Iterator[None]:
-    """torch's global generators forked and seeded for fast-plaid's k-means sample (see the module doc)."""
+def _global_rng_kept() -> Iterator[None]:
+    """torch's (CPU and CUDA) and numpy's global random states restored afterwards: fast-plaid's
+    k-means seeds them (``FastKMeans.train``: ``torch.manual_seed``, ``np.random.seed``)."""
     import torch
 
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if _cuda() else []):
-        torch.manual_seed(KMEANS_SEED)
-        yield
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    state = np.random.get_state()  # the legacy global generator, which fast-plaid seeds
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        np.random.set_state(state)
