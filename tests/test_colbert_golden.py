@@ -84,3 +84,20 @@ def test_overrides_on_a_checkpoint(tmp_path: Path, golden) -> None:
     encoder = ColBERTEncoder(str(tmp_path / "ckpt"), query_length=20, show_progress=False)
     assert encoder.encode_queries(["x"])[0].shape == (20, 32)
     assert encoder.fingerprint() != OLD_FINGERPRINT
+
+
+def test_an_index_built_on_the_old_stack_searches_the_same(tmp_path: Path) -> None:
+    """A PLAID index ``index build`` wrote with PyLate 1.6 / fast-plaid 1.4.6: its manifest's encoder
+    fingerprint matches today's encoder of the same checkpoint, and search gives the recorded top 10."""
+    from mbert_retrieval.search import SearchIndex
+
+    shutil.copytree(FIXTURES / "pylate-indices" / "plaid", tmp_path / "plaid")  # fast-plaid writes a lock file
+    recorded = json.loads((FIXTURES / "pylate-indices" / "runs.json").read_text())["plaid"]
+    lines = (FIXTURES / "pylate-corpus" / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = {q["_id"]: q["text"] for q in map(json.loads, lines) if q["_id"] in recorded}
+    with SearchIndex.load(tmp_path / "plaid", model=str(CHECKPOINT)) as index:
+        assert index.manifest["encoder"]["fingerprint"] == OLD_FINGERPRINT == index.encoder.fingerprint()
+        run = index.run(queries, k=10)
+    for qid, hits in recorded.items():
+        assert list(run[qid]) == list(hits), qid
+        np.testing.assert_allclose(list(run[qid].values()), list(hits.values()), atol=1e-5)
