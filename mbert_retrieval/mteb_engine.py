@@ -2,15 +2,16 @@
 
 The one module that imports ``mteb`` (2.x). Two things live here:
 
-- :func:`to_mteb` wraps an encoder of this project (``DenseEncoder``, ``ColBERTEncoder``, or a model
-  path) so that ``mteb.evaluate(to_mteb(...), tasks)`` runs it unchanged. A dense encoder becomes an
-  MTEB ``EncoderProtocol`` model (``encode(DataLoader, task_metadata=, hf_split=, hf_subset=,
-  prompt_type=)``; MTEB's ``SearchEncoderWrapper`` does the exhaustive search with cosine or dot
-  product). A ColBERT encoder becomes a ``SearchProtocol`` model built on MTEB's
-  ``MultiVectorSearchEncoderWrapper``: exact MaxSim over the whole corpus in chunks with MTEB's
-  ``max_sim`` (MTEB's PyLate wrapper searches a PLAID index instead; exact is the reference).
-  Prompts are the encoder's own (the model's ``query``/``document`` prompts or the ones given),
-  as in our engine, not MTEB's per-task prompts.
+- :func:`to_mteb` hands an encoder of this project (``DenseEncoder``, ``ColBERTEncoder``, or a model
+  path) to MTEB's own sentence-transformers wrappers, so that ``mteb.evaluate(to_mteb(...), tasks)``
+  runs it unchanged: a dense encoder's ``SentenceTransformer`` goes into MTEB's
+  ``SentenceTransformerEncoderWrapper`` (MTEB's ``SearchEncoderWrapper`` then searches exhaustively
+  with the model's cosine or dot product), a ColBERT's ``MultiVectorEncoder`` into MTEB's
+  ``MultiVectorWrapper`` (exact MaxSim over the whole corpus in chunks; MTEB's PyLate wrapper
+  searches a PLAID index instead, exact is the reference). The thin subclasses here only set them up
+  as our engine encodes: the encoder's own prompts (ColBERT: its ``[Q] ``/``[D] `` marker, then the
+  prompt) for every task instead of MTEB's per-task prompts, its normalisation and batch size, and
+  our unpadded ModernBERT forward; lengths, query expansion and skiplist live in the shared model.
 - :func:`run_eval_mteb` evaluates the datasets of an ``EvalConfig`` with MTEB's retrieval evaluator
   (its search, pytrec_eval scoring and MRR) and writes ``results.json`` in our schema with
   ``"engine": "mteb"``, ``runs/<key>.trec`` and ``per_query/<key>.json``. A dataset found under
@@ -24,30 +25,32 @@ The one module that imports ``mteb`` (2.x). Two things live here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import mteb
-import numpy as np
 import yaml
 from mteb._evaluators.retrieval_metrics import mrr as mteb_mrr
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
-from mteb.models import ModelMeta, MultiVectorSearchEncoderWrapper
-from mteb.models.abs_encoder import AbsEncoder
+from mteb.models import ModelMeta, MultiVectorWrapper, SentenceTransformerEncoderWrapper
 from mteb.models.model_meta import ScoringFunction
-from mteb.similarity_functions import max_sim
+from mteb.similarity_functions import dot_score
 from mteb.types import PromptType
 
 from .config import DatasetSpec, EvalConfig
 from .data import iter_datasets
 from .encoders import Encoder, encoder_from_config, load_encoder
+from .encoders.colbert import _quiet_expansion_notice
+from .encoders.unpadded import unpadded
 from .errors import ConfigError, DataError, OutputExistsError
 from .io import write_json, write_text
 from .metrics import parse_measure
@@ -115,47 +118,83 @@ _MEASURE_KEYS |= {"P": ("precision_at_{k}", "P_{k}"), "AP": ("map_at_{k}", "map_
 _MTEB_K_VALUES = (1, 3, 5, 10, 20, 100, 1000)  # MTEB's defaults; its score dict needs Recall@1
 
 
-def _texts(inputs: Iterable[dict[str, Any]]) -> list[str]:
-    """All texts of an MTEB dataloader, in order (documents come as ``(title + " " + text).strip()``)."""
-    return [text for batch in inputs for text in batch["text"]]
+def _mteb_class(model: Any) -> str:
+    """The MTEB class a model of :func:`to_mteb` is (e.g. ``MultiVectorWrapper``): recorded in results."""
+    return next((c.__name__ for c in type(model).__mro__ if c.__module__.startswith("mteb.")), type(model).__name__)
 
 
-def _model_meta(encoder: Encoder, name: str | None, revision: str | None, similarity: ScoringFunction) -> ModelMeta:
+@contextlib.contextmanager
+def _quiet_wrapper_setup() -> Iterator[None]:
+    """MTEB's wrappers warn about the model's own prompts (missing ``query``/``document`` keys, keys that
+    are no task names) and ``ModelMeta.from_sentence_transformer_model`` about a deprecated argument we
+    do not pass; the prompts are replaced right after construction, so those messages would mislead."""
+    wrapper_log = logging.getLogger("mteb.models.sentence_transformer_wrapper")
+    level = wrapper_log.level
+    wrapper_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        wrapper_log.setLevel(level)
+
+
+def _fixed_prompts(query: str | None, document: str | None) -> dict[str, str] | None:
+    """``model_prompts`` for MTEB's wrappers that give every task our encoder's own prompts (MTEB passes
+    ``prompt=None`` where a side has none, so sentence-transformers falls back as in our engine)."""
+    prompts = {k: v for k, v in ((PromptType.query.value, query), (PromptType.document.value, document)) if v}
+    return prompts or None
+
+
+def _model_meta(
+    derived: ModelMeta, encoder: Encoder, name: str | None, revision: str | None, similarity: ScoringFunction
+) -> ModelMeta:
+    """MTEB's meta for the wrapped model (``ModelMeta.from_*_model``: loader, embedding parameters), with
+    our name (``org/name``; a local folder becomes ``mbert-retrieval/<folder>``), the fingerprint as
+    revision, and the facts of our encoder."""
     base = (name or encoder.name).rstrip("/")
     if "/" not in base or Path(base).expanduser().exists():  # a local folder: MTEB wants "org/name"
         base = f"mbert-retrieval/{Path(base).name or 'model'}"
     facts = encoder.describe()
-    return ModelMeta.create_empty(
-        overwrites={
+    return derived.model_copy(
+        update={
             "name": base,
             "revision": revision or facts["fingerprint"][:16],
             "embed_dim": facts.get("dim"),
             "max_tokens": facts.get("max_seq_length"),
             "similarity_fn_name": similarity,
-            "framework": ["PyTorch", "Sentence Transformers"] if encoder.kind == "dense" else ["PyTorch", "PyLate"],
+            "framework": ["PyTorch", "Sentence Transformers"],
             "model_type": ["dense"] if encoder.kind == "dense" else ["late-interaction"],
             "open_weights": True,
         }
     )
 
 
-class MtebDenseModel(AbsEncoder):
-    """A single-vector encoder of this project as an MTEB ``EncoderProtocol`` model.
+class MtebDenseModel(SentenceTransformerEncoderWrapper):
+    """MTEB's ``SentenceTransformerEncoderWrapper`` around a ``DenseEncoder``'s ``SentenceTransformer``,
+    set up to encode as our engine does; MTEB's own code picks the prompt, encodes and scores.
 
-    ``encode`` returns ``float32 [n, dim]`` (queries through ``encode_queries`` with the query
-    prompt, everything else through ``encode_documents``); ``similarity`` is cosine when the
-    encoder normalises, else dot product (MTEB's ``AbsEncoder.similarity`` from the model meta).
+    What is ours: the prompts (the encoder's ``query_prompt``/``document_prompt`` for every task, not
+    MTEB's per-task ones; the model's ``prompts`` are left as they are), ``normalize_embeddings`` from
+    the encoder, its ``batch_size`` unless MTEB's ``encode_kwargs`` give one, and the unpadded
+    ModernBERT forward around each call when the encoder has ``unpad``. Scores are MTEB's (the model's
+    ``similarity``, cosine or dot product), except where that is not the inner product our engine
+    searches with (``normalize`` off on a cosine model, or a model declaring another function): then
+    MTEB's ``dot_score``.
     """
 
     def __init__(self, encoder: Encoder, *, name: str | None = None, revision: str | None = None) -> None:
         if encoder.kind != "dense":
             raise ConfigError(f"MtebDenseModel wraps dense encoders; got kind {encoder.kind!r} (use MtebColBERTModel)")
+        with _quiet_wrapper_setup():
+            super().__init__(encoder.model)
         self.encoder = encoder
-        self.model = encoder
-        self.model_prompts = None
-        normalize = bool(getattr(encoder, "normalize", True))
-        similarity = ScoringFunction.COSINE if normalize else ScoringFunction.DOT_PRODUCT
-        self.mteb_model_meta = _model_meta(encoder, name, revision, similarity)
+        self.model_prompts = _fixed_prompts(encoder.query_prompt, encoder.document_prompt)
+        self.normalize = bool(getattr(encoder, "normalize", True))
+        function = getattr(encoder.model, "similarity_fn_name", None) or "cosine"
+        self.inner_product = not ((function == "cosine" and self.normalize) or function == "dot")
+        similarity = ScoringFunction.COSINE if self.normalize else ScoringFunction.DOT_PRODUCT
+        self.mteb_model_meta = _model_meta(self.mteb_model_meta, encoder, name, revision, similarity)
 
     def encode(
         self,
@@ -166,20 +205,37 @@ class MtebDenseModel(AbsEncoder):
         hf_subset: str,
         prompt_type: PromptType | None = None,
         **kwargs: Any,
-    ) -> np.ndarray:
-        texts = _texts(inputs)
-        if prompt_type == PromptType.query:
-            return self.encoder.encode_queries(texts, desc=f"encode {task_metadata.name} queries")
-        return self.encoder.encode_documents(texts, desc=f"encode {task_metadata.name} documents")
+    ) -> Any:
+        kwargs.setdefault("batch_size", self.encoder.batch_size)
+        kwargs["normalize_embeddings"] = self.normalize
+        with unpadded(self.encoder.transformer_model, enabled=self.encoder.unpad):
+            return super().encode(
+                inputs,
+                task_metadata=task_metadata,
+                hf_split=hf_split,
+                hf_subset=hf_subset,
+                prompt_type=prompt_type,
+                **kwargs,
+            )
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        if self.inner_product:
+            return dot_score(embeddings1, embeddings2)
+        return super().similarity(embeddings1, embeddings2)
 
 
-class MtebColBERTModel(MultiVectorSearchEncoderWrapper):
-    """A ColBERT encoder of this project as an MTEB ``SearchProtocol`` model: exact MaxSim search.
+class MtebColBERTModel(MultiVectorWrapper):
+    """MTEB's ``MultiVectorWrapper`` around a ``ColBERTEncoder``'s sentence-transformers ``MultiVectorEncoder``:
+    MTEB's exact MaxSim search (``index`` keeps the corpus; ``search`` encodes the queries, then the
+    corpus in chunks of ``corpus_chunk_size`` documents, scores them with the model's MaxSim and keeps
+    the top ``k``). MTEB's PyLate wrapper searches a PLAID index instead; exact is the reference.
 
-    ``index`` keeps the corpus; ``search`` (MTEB's ``MultiVectorSearchEncoderWrapper``) encodes the
-    queries, then the corpus in chunks of ``corpus_chunk_size`` documents, scores them with MTEB's
-    ``max_sim`` and keeps the top ``k`` per query. ``encode`` is also offered (one ``float32
-    [tokens, dim]`` matrix per text) for callers that want the token vectors.
+    What is ours: the prompts (the model's ``[Q] ``/``[D] `` marker followed by the encoder's
+    query/document prompt, for every task), the encoder's ``batch_size`` unless ``encode_kwargs`` give
+    one, and the unpadded ModernBERT forward for documents, and for queries where the encoder uses it
+    (not with ``[MASK]`` expansion, whose padding is read back). Query/document lengths, query
+    expansion and the skiplist are the model's own settings, so MTEB's calls use the encoder's.
+    ``encode`` is also offered (one ``[tokens, dim]`` tensor per text) for callers that want the token vectors.
     """
 
     def __init__(
@@ -187,9 +243,11 @@ class MtebColBERTModel(MultiVectorSearchEncoderWrapper):
     ) -> None:
         if encoder.kind != "colbert":
             raise ConfigError(f"MtebColBERTModel wraps ColBERT encoders; got kind {encoder.kind!r}")
+        with _quiet_wrapper_setup():
+            super().__init__(encoder.model, corpus_chunk_size=corpus_chunk_size)
         self.encoder = encoder
-        self.corpus_chunk_size = corpus_chunk_size
-        self.mteb_model_meta = _model_meta(encoder, name, revision, ScoringFunction.MAX_SIM)
+        self.model_prompts = _fixed_prompts(encoder._prompt(True), encoder._prompt(False))
+        self.mteb_model_meta = _model_meta(self.mteb_model_meta, encoder, name, revision, ScoringFunction.MAX_SIM)
 
     def _encode(
         self,
@@ -200,23 +258,29 @@ class MtebColBERTModel(MultiVectorSearchEncoderWrapper):
         hf_subset: str,
         prompt_type: PromptType | None = None,
         **kwargs: Any,
-    ) -> list[np.ndarray]:
-        texts = _texts(inputs)
-        if prompt_type == PromptType.query:
-            return list(self.encoder.encode_queries(texts, desc=f"encode {task_metadata.name} queries"))
-        return list(self.encoder.encode_documents(texts, desc=f"encode {task_metadata.name} documents"))
+    ) -> Any:
+        kwargs.setdefault("batch_size", self.encoder.batch_size)
+        fast = self.encoder.unpad and (prompt_type != PromptType.query or self.encoder._unpad_queries())
+        with unpadded(self.encoder.transformer_model, enabled=fast), _quiet_expansion_notice():
+            return super()._encode(
+                inputs,
+                task_metadata=task_metadata,
+                hf_split=hf_split,
+                hf_subset=hf_subset,
+                prompt_type=prompt_type,
+                **kwargs,
+            )
 
     encode = _encode
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """MaxSim of every query (token matrix) against every document: ``[n_queries, n_docs]``."""
-        return max_sim(embeddings1, embeddings2)
 
 
 def to_mteb(
     model: Encoder | str, *, kind: str | None = None, name: str | None = None, **encoder_kwargs: Any
 ) -> MtebDenseModel | MtebColBERTModel:
-    """An MTEB model for ``mteb.evaluate``: our encoder, or a model path loaded as ``load_encoder`` does.
+    """An MTEB model for ``mteb.evaluate``: MTEB's sentence-transformers wrapper for a dense encoder
+    (``SentenceTransformerEncoderWrapper``), its multi-vector one for a ColBERT (``MultiVectorWrapper``),
+    each around our encoder's model and set up as our engine encodes (see :class:`MtebDenseModel`,
+    :class:`MtebColBERTModel`). ``model`` is our encoder or a model path loaded as ``load_encoder`` does.
 
     Example::
 
@@ -228,7 +292,9 @@ def to_mteb(
     encoder = load_encoder(model, kind, **encoder_kwargs) if isinstance(model, str) else model
     if encoder.kind == "colbert":
         return MtebColBERTModel(encoder, name=name)
-    return MtebDenseModel(encoder, name=name)
+    if encoder.kind == "dense":
+        return MtebDenseModel(encoder, name=name)
+    raise ConfigError(f"MTEB wraps dense and ColBERT encoders; got kind {encoder.kind!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -532,7 +598,7 @@ def run_eval_mteb(
             "model": cfg.encoder.model,
             "engine": ENGINE,
             "encoder": described,
-            "index": {"name": "mteb", "kind": "mteb-exact", "search": type(model).__name__},
+            "index": {"name": "mteb", "kind": "mteb-exact", "search": _mteb_class(model)},
             "main_metric": cfg.suite.main_metric,
             "metric_names": list(cfg.suite.metrics),
             "versions": {**versions(), "mteb": mteb.__version__},
