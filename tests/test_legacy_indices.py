@@ -73,7 +73,9 @@ def _assert_refused(kind: str, folder: Path) -> str:
         LOADERS[kind](folder)
     message = str(err.value)
     assert "\n" not in message
-    assert f"rebuild it: mbert-retrieval index build --model {FIXTURES / 'pylate-colbert'}" in message
+    manifest = json.loads((LEGACY / kind / "manifest.json").read_text(encoding="utf-8"))
+    model, corpus = manifest["encoder_load"]["model"], manifest["build"]["corpus"]  # absolute paths at build time
+    assert f"rebuild it: mbert-retrieval index build --model {model} --corpus {corpus} " in message
     assert f"--spec {kind} --out {folder} --overwrite" in message
     return message
 
