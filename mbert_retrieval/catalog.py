@@ -93,3 +93,45 @@ def validate_file(path: str | Path) -> str:
         load_suite_file(path)
         return "suite"
     raise ConfigError(f"{path}: neither a recipe (has loss), an index spec (has index) nor a suite (has datasets)")
+
+
+def beir_folders_suite(folders: list[str]) -> SuiteSpec:
+    """A suite of local BEIR folders (``eval --beir DIR...``): one dataset per folder, named after it.
+
+    Each folder must exist; two folders of the same name are told apart by their parent's name."""
+    from .config import DatasetSpec
+    from .errors import DataError
+
+    paths = [Path(f).expanduser().absolute() for f in folders]
+    for path in paths:
+        if not path.is_dir():
+            raise DataError(path, "not a folder; --beir takes BEIR folders (corpus.jsonl, queries.jsonl, qrels/)")
+    names = [p.name for p in paths]
+    if len(set(paths)) != len(paths):
+        raise ConfigError(
+            f"--beir names the same folder twice: {', '.join(sorted({str(p) for p in paths if paths.count(p) > 1}))}"
+        )
+    names = [f"{p.parent.name}-{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+    datasets = [DatasetSpec(name=n, folder=str(p)) for n, p in zip(names, paths, strict=True)]
+    return SuiteSpec(name="beir-folders", description="local BEIR folders given with --beir", datasets=datasets)
+
+
+def suites_holding(names: list[str], other_than: str) -> str:
+    """'; suite X has it as Y' for each name that another shipped suite lists (as a dataset or a folder),
+    and how to evaluate a folder of any name; for the "no such dataset" error."""
+    hints = []
+    for name in names:
+        for suite_name, path in list_suites().items():
+            if suite_name == other_than:
+                continue
+            try:
+                suite = load_suite(path)
+            except ConfigError:
+                continue
+            for d in suite.datasets:
+                if name in (d.name, d.folder_name):
+                    folder = f" (folder {d.folder_name})" if d.folder_name != d.name else ""
+                    how = f"--suite {suite_name} --datasets {d.name}"
+                    hints.append(f"suite {suite_name!r} has {name!r} as {d.name!r}{folder}: {how}")
+    hint = "; ".join(hints)
+    return (f"; {hint}" if hint else "") + "; any local BEIR folder: --beir DIR"

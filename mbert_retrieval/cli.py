@@ -39,6 +39,9 @@ examples:
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \\
       --kind colbert --index plaid --document-length 300 --out out/colbert
 
+  # any local BEIR folders, whatever their names (each is a dataset of its own suite)
+  mbert-retrieval eval --beir ./data/scifact ./my-data/support-tickets --model PATH --out out/mine
+
   # offline, nothing to download: code search over this Python's standard library
   mbert-retrieval eval --suite stdlib --model PATH --out out/stdlib
 
@@ -72,7 +75,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         epilog=EVAL_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--suite", required=True, help="a shipped suite name (beir, stdlib; see `ls`) or a suite YAML path")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--suite", help="a shipped suite name (beir, stdlib; see `ls`) or a suite YAML path")
+    what.add_argument(
+        "--beir",
+        nargs="+",
+        metavar="DIR",
+        help="one or more local BEIR folders (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), any name; "
+        "evaluated as a suite of their own (split test unless --split)",
+    )
     p.add_argument("--datasets", help="comma-separated dataset names of the suite (default: all of them)")
     p.add_argument("--data-dir", help="folder holding one BEIR folder per dataset, DIR/<name> (default: OUT/data)")
     p.add_argument("--download", action="store_true", help="download BEIR datasets missing from --data-dir")
@@ -140,13 +151,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .catalog import load_index_spec, load_suite
+    from .catalog import beir_folders_suite, load_index_spec, load_suite, suites_holding
     from .config import BM25Config, EncoderConfig, EvalConfig, FusionConfig
     from .errors import ConfigError
     from .pipeline import run_eval
     from .report import markdown_table
 
-    suite = load_suite(args.suite)
+    if args.beir:
+        if args.datasets or args.download:
+            raise ConfigError("--beir names the folders itself: leave out --datasets and --download")
+        suite = beir_folders_suite(args.beir)
+    else:
+        suite = load_suite(args.suite)
     names = [d.name for d in suite.datasets]
     if args.datasets:
         names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -154,7 +170,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(
                 f"suite {suite.name!r} has no dataset {', '.join(map(repr, unknown))}; "
-                f"it has: {', '.join(d.name for d in suite.datasets)}"
+                f"it has: {', '.join(d.name for d in suite.datasets)}{suites_holding(unknown, suite.name)}"
             )
     top_k = args.top_k or suite.top_k
     cache_dir = None if args.no_cache else str(Path(args.cache_dir or Path(args.out) / "cache"))
@@ -369,8 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `mbert-retrieval COMMAND --help` for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _add_log_options(parser, default=False)
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -387,7 +402,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_quickstart_parsers(sub)
     _add_export(sub)
     _add_ls(sub)
+    for command in _subcommands(parser):
+        _add_log_options(command, default=argparse.SUPPRESS)  # `eval ... -q` as well as `-q eval ...`
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """-v / -q. On subcommands their default is SUPPRESS, so an unset flag there leaves the top-level one."""
+    group = parser.add_argument_group("logging")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser`` (commands, and actions such as ``index build``), each once."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += [child, *_subcommands(child)]
+    return found
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:

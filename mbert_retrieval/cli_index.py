@@ -295,7 +295,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.corpus import load_queries_input
-    from .errors import OutputExistsError
+    from .io import check_file_target
     from .search import SearchIndex
 
     if (args.query is None) == (args.queries is None):
@@ -304,8 +304,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError("--out writes a TREC run for --queries; a single query prints its hits")
     if args.queries and not args.out and not args.json:
         raise ConfigError("--queries needs --out RUN.trec (or --json for JSON lines on stdout)")
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.out:
+        check_file_target(args.out, overwrite=args.overwrite)
     queries = load_queries_input(args.queries) if args.queries else None
     _apply_unpad_option(args)
     k = args.k or (1000 if queries is not None else 10)

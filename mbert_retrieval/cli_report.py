@@ -58,6 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .errors import ConfigError
+    from .io import check_folder_target
     from .metrics import parse_measure
     from .reference import paper_numbers
     from .report import build_report, load_results_folder, report_markdown, write_report
@@ -70,6 +71,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.resamples < 1 or args.test_resamples < 1:
         raise ConfigError("--resamples and --test-resamples must be positive")
     parse_measure(args.metric)
+    check_folder_target(args.out or args.out_dirs[0])  # before the bootstrap's work
     folders = [load_results_folder(d, label) for d, label in zip(args.out_dirs, labels, strict=True)]
     setting = args.setting or ("colbert" if folders[0].kind == "colbert" else "dpr")
     paper = paper_numbers(args.paper, args.model, setting)

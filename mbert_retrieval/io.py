@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputWriteError
+from .errors import OutputExistsError, OutputWriteError
 
 # errors of the place written to (not of the program): reported as one line, naming the file
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}
@@ -79,3 +79,35 @@ def write_lines(target: str | Path, lines: Iterator[str] | list[str]) -> None:
         for line in lines:
             f.write(line)
             f.write("\n")
+
+
+def check_folder_target(target: str | Path, option: str = "--out") -> Path:
+    """Refuse, before any work, an output folder path that names an existing file (one line, naming it)."""
+    path = Path(target)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path} exists and is not a folder; choose another {option}")
+    return path
+
+
+def check_file_target(target: str | Path, *, overwrite: bool, option: str = "--out") -> Path:
+    """Refuse, before any work, an output file path that names a folder, or an existing file without
+    ``overwrite``."""
+    path = Path(target)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder; {option} names the file to write (e.g. {path / 'run.trec'})")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+    return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(target: Path, *, unless: Path) -> Iterator[None]:
+    """On an exception (Ctrl-C included), remove ``target`` if ``unless`` does not exist: a settings
+    file written at the start of a run that then produced nothing does not look like an output."""
+    try:
+        yield
+    except BaseException:
+        if not unless.exists():
+            with contextlib.suppress(OSError):
+                target.unlink()
+        raise

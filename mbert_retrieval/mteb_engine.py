@@ -52,7 +52,8 @@ from .encoders import Encoder, encoder_from_config, load_encoder
 from .encoders.colbert import _quiet_expansion_notice
 from .encoders.unpadded import unpadded
 from .errors import ConfigError, DataError, OutputExistsError
-from .io import write_json, write_text
+from .io import check_folder_target, removed_on_failure, write_json, write_text
+from .lock import output_lock_if_main
 from .metrics import parse_measure
 from .pipeline import CONFIG_FILE, RESULTS_FILE, result_key
 from .report import markdown_table
@@ -564,6 +565,13 @@ def _evaluate_spec(
 def run_eval_mteb(
     cfg: EvalConfig, *, encoder: Encoder | None = None, overwrite: bool = False, progress: bool = True
 ) -> dict[str, Any]:
+    """``_run_eval_mteb`` holding the output lock of ``cfg.out``, as ``pipeline.run_eval`` does."""
+    out = check_folder_target(cfg.out)
+    with output_lock_if_main(cfg.out), removed_on_failure(out / CONFIG_FILE, unless=out / RESULTS_FILE):
+        return _run_eval_mteb(cfg, encoder=encoder, overwrite=overwrite, progress=progress)
+
+
+def _run_eval_mteb(cfg: EvalConfig, *, encoder: Encoder | None, overwrite: bool, progress: bool) -> dict[str, Any]:
     """Evaluate ``cfg`` with MTEB's retrieval evaluator; write and return results in our schema.
 
     Same outputs as ``pipeline.run_eval`` (``results.json`` with ``"engine": "mteb"``,

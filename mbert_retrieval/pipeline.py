@@ -31,7 +31,7 @@ from .data import iter_datasets
 from .encoders import Encoder, encoder_from_config
 from .errors import DataError, OutputExistsError
 from .indexes import check_compatible, make_index
-from .io import write_json, write_text
+from .io import check_folder_target, removed_on_failure, write_json, write_text
 from .lock import output_lock_if_main
 from .metrics import Evaluation, evaluate
 from .report import markdown_table
@@ -68,6 +68,39 @@ def _read_results(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def _searchable_index_meta(
+    ds: RetrievalDataset, index: Any, encoder: Encoder, spec_name: str | None, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """What ``index build`` records in a manifest, for the PLAID / Voyager index an eval leaves in
+    ``OUT/indices/<dataset>/`` (so ``index info`` and ``search`` show it as they show a built one);
+    writes the snippets beside it, in the index's document order."""
+    from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, snippet_lines, write_snippets
+
+    text_of = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
+    write_snippets(index.folder, snippet_lines(text_of[d] for d in index.doc_ids))
+    name = encoder.name
+    return {
+        "spec_name": spec_name,
+        "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
+        "encoder": encoder.describe(),
+        "encoder_load": {
+            "kind": encoder.kind,
+            "model": str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name,
+        },
+        "versions": versions(),
+        "build": {
+            "corpus": f"{ds.source} ({ds.name}, {ds.split})" if ds.source else ds.name,
+            "by": "eval",
+            "seconds": {
+                "encode": round(seconds["encode_documents"], 3),
+                "index": round(seconds["index"], 3),
+                "total": round(seconds["encode_documents"] + seconds["index"], 3),
+            },
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def evaluate_dataset(
     ds: RetrievalDataset,
     encoder: Encoder,
@@ -80,6 +113,7 @@ def evaluate_dataset(
     cache_dir: Path | None,
     index_dir: Path,
     per_query_path: Path | None = None,
+    index_spec_name: str | None = None,
 ) -> dict[str, Any]:
     """Encode, index, search and score one loaded dataset; write its TREC run (and per-query scores
     to ``per_query_path``). Returns its record."""
@@ -126,7 +160,7 @@ def evaluate_dataset(
     run = index.search(query_ids, query_emb, top_k, ignore_identical_ids=ignore_identical_ids)
     seconds["search"] = time.perf_counter() - t
     if index_spec.kind in ("plaid", "voyager"):  # on-disk indices: finish them with their manifest
-        index.save(meta={"encoder": encoder.describe(), "versions": versions()})
+        index.save(meta=_searchable_index_meta(ds, index, encoder, index_spec_name, seconds))
 
     ev = _score_and_write(ds, run, metrics, run_path, per_query_path, encoder.name.rstrip("/").split("/")[-1])
     return {
@@ -309,8 +343,12 @@ def run_eval(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """``_run_eval`` holding the output lock of ``cfg.out`` (one writer per folder; see ``lock``)."""
-    with output_lock_if_main(cfg.out):
+    """``_run_eval`` holding the output lock of ``cfg.out`` (one writer per folder; see ``lock``).
+
+    A run that fails before its first dataset is finished leaves no ``config.resolved.yaml`` behind
+    (embedding shards stay in the cache, for the next run)."""
+    out = check_folder_target(cfg.out)
+    with output_lock_if_main(cfg.out), removed_on_failure(out / CONFIG_FILE, unless=out / RESULTS_FILE):
         return _run_eval(cfg, encoder=encoder, overwrite=overwrite, progress=progress)
 
 
@@ -461,6 +499,7 @@ def _run_eval(
                     encoder,
                     index_spec=index_file.index,
                     index_dir=out / "indices" / run_name,
+                    index_spec_name=index_file.name,
                     cache_dir=cache_dir,
                     **common,
                 )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, DataError, MbertRetrievalError
-from .io import write_json, write_text
+from .io import check_folder_target, write_json, write_text
 from .reference import DEFAULT_PAPER_NAMES, SUMMARY_DATASETS, PaperNumbers
 
 log = logging.getLogger(__name__)
@@ -479,7 +479,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     """``report.md``, ``report.json`` and ``report.png`` (bars: paper and each run per dataset) in ``out_dir``."""
     from .plots import BarSeries, grouped_bar_chart
 
-    out = Path(out_dir)
+    out = check_folder_target(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in REPORT_FILES}
     write_text(paths["report.md"], report_markdown(report))

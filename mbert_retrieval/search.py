@@ -60,6 +60,14 @@ class Hit:
         return {"rank": self.rank, "id": self.id, "score": self.score, "snippet": self.snippet}
 
 
+def _refuse_blank(texts: Mapping[Any, Any], what: str) -> None:
+    """A blank query matches nothing in particular: refused, as blank documents are at build time."""
+    for key, text in texts.items():
+        if not isinstance(text, str) or not text.strip():
+            label = f"{what} {key!r}" if what != "query" else ("the query" if len(texts) == 1 else f"query {key}")
+            raise ConfigError(f"{label} is empty or blank; give the text to search for")
+
+
 class SearchIndex:
     """A saved index (FAISS; or PLAID / Voyager / exact MaxSim built by ``eval``) with its encoder and
     snippets, searched with text or embeddings."""
@@ -148,6 +156,7 @@ class SearchIndex:
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts:
             return []
+        _refuse_blank(dict(enumerate(texts)), "query")
         emb = self.encoder.encode_queries(texts, desc="encode queries")
         return self.search_embeddings(emb, k)
 
@@ -188,6 +197,7 @@ class SearchIndex:
         qids = list(queries)
         if not qids:
             return {}
+        _refuse_blank(queries, "query id")
         emb = self.encoder.encode_queries([queries[q] for q in qids], desc="encode queries")
         return self.index.search(qids, emb, k)
 

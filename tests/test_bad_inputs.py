@@ -563,6 +563,31 @@ ROWS: dict[str, Row] = {
         ["cannot load model", "notmodel"],
         absent=("idx", "idx.partial"),
     ),
+    "model-weights-corrupt-eval": Row(
+        lambda e: (
+            shutil.copytree(e.model, e.root / "broken"),
+            (e.root / "broken" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{oops"),
+            [*e.beir()[:5], "--model", e.p("broken"), "--out", e.p("out")],
+        )[2],
+        ["cannot load model", "broken"],
+        absent=("out/results.json",),
+    ),
+    "model-weights-corrupt-colbert-index-build": Row(
+        lambda e: (
+            shutil.copytree(e.model, e.root / "broken"),
+            (e.root / "broken" / "model.safetensors").write_bytes(b"not safetensors at all"),
+            [
+                *e.build(spec="exact-maxsim")[:2],
+                "--model",
+                e.p("broken"),
+                *e.build(spec="exact-maxsim")[4:],
+                "--kind",
+                "colbert",
+            ],
+        )[2],
+        ["cannot load model", "broken"],
+        absent=("idx",),
+    ),
     "model-config-not-json": Row(
         lambda e: [
             *e.build()[:2],
@@ -608,6 +633,32 @@ ROWS: dict[str, Row] = {
             [*e.search()[:3], "--queries", e.write("q.jsonl", jsonl(QUERIES)), "--out", e.p("r.trec")],
         )[2],
         ["r.trec already exists; pass --overwrite"],
+        needs=("index",),
+    ),
+    "eval-out-is-a-file": Row(
+        lambda e: (e.write("out", "my notes\n"), e.beir())[1],
+        ["out exists and is not a folder; choose another --out"],
+    ),
+    "eval-mteb-out-is-a-file": Row(
+        lambda e: (e.write("out", "my notes\n"), [*e.beir(), "--engine", "mteb"])[1],
+        ["out exists and is not a folder; choose another --out"],
+    ),
+    "report-out-is-a-file": Row(
+        lambda e: ["report", e.p("results"), "--out", e.write("rep", "my notes\n")],
+        ["rep exists and is not a folder; choose another --out"],
+    ),
+    "search-run-file-is-a-folder": Row(
+        lambda e: (
+            e.index(),
+            e.write("runs/keep.txt", "mine"),
+            [*e.search()[:3], "--queries", e.write("q.jsonl", jsonl(QUERIES)), "--out", e.p("runs"), "--overwrite"],
+        )[2],
+        ["runs is a folder; --out names the file to write"],
+        needs=("index",),
+    ),
+    "search-blank-query": Row(
+        lambda e: (e.index(), ["search", "--index", e.p("idx"), "   "])[1],
+        ["the query is empty or blank"],
         needs=("index",),
     ),
     "eval-out-holds-another-models-results": Row(
@@ -687,6 +738,8 @@ def test_bad_input(
         assert part in errors[0], (part, errors[0])
     for rel in row.absent:
         assert not (tmp_path / rel).exists(), f"{rel} was written by a failed run"
+    if argv[0] == "eval" and not (tmp_path / "out" / "results.json").exists():  # nothing that looks like an output
+        assert not (tmp_path / "out" / "config.resolved.yaml").exists(), "a failed eval left its config behind"
     if (tmp_path / "idx").is_dir() and "index" not in row.needs:
         assert not (tmp_path / "idx" / "manifest.json").exists()
 

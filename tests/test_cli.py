@@ -101,6 +101,12 @@ def test_other_model_into_same_out_is_refused(
         (["--suite", "nope"], "error: unknown suite 'nope'"),
         (["--suite", "beir", "--datasets", "scifact,nope"], "error: suite 'beir' has no dataset 'nope'"),
         (["--suite", "beir", "--datasets", "nfcorpus"], "nfcorpus: dataset folder not found"),
+        (
+            ["--suite", "beir", "--datasets", "cosqa-dev"],
+            "suite 'coir' has 'cosqa-dev' as 'cosqa' (folder cosqa-dev): --suite coir --datasets cosqa; "
+            "any local BEIR folder: --beir DIR",
+        ),
+        (["--beir", "no-such-folder"], "no-such-folder: not a folder; --beir takes BEIR folders"),
         (["--suite", "beir", "--datasets", "scifact", "--split", "dev"], "no qrels for split 'dev'"),
         (
             ["--suite", "beir", "--batch-size", "0"],
@@ -113,6 +119,33 @@ def test_cli_errors_are_one_line(tmp_path: Path, data_dir: Path, tiny_modernbert
     assert main([*argv, "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert any(line.startswith("error: ") and message in line for line in err), err
+
+
+def test_eval_any_beir_folder(tmp_path: Path, data_dir: Path, tiny_modernbert: str, capsys) -> None:
+    """``--beir DIR...``: folders of any name, each a dataset, with the same numbers as through a suite;
+    ``-q`` after the subcommand works as before it."""
+    folders = [str(data_dir / "cosqa-dev"), str(tmp_path / "copy" / "cosqa-dev")]
+    import shutil
+
+    shutil.copytree(folders[0], folders[1])
+    argv = ["eval", "--beir", *folders, "--model", tiny_modernbert, "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main([*argv, "-q"]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["suite"] == "beir-folders" and list(results["metrics"]) == ["data-cosqa-dev", "copy-cosqa-dev"]
+    a, b = results["metrics"].values()
+    assert a == b and a["nDCG@10"] > 0
+    assert "documents, " not in capsys.readouterr().err  # -q after `eval`: no info lines (dataset summary)
+
+
+def test_log_options_after_the_subcommand() -> None:
+    from mbert_retrieval.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["-q", "ls"], ["ls", "-q"], ["index", "info", "x", "--quiet"]):
+        args = parser.parse_args(argv)
+        assert args.quiet is True and args.verbose is False, argv
+    assert parser.parse_args(["ls"]).quiet is False
+    assert parser.parse_args(["-v", "ls"]).verbose is True  # a subcommand's unset flag keeps the top-level one
 
 
 def test_console_script_help_has_examples() -> None:

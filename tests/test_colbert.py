@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.cli import main
+from mbert_retrieval.data.corpus import snippet
 from mbert_retrieval.encoders import detect_kind, load_encoder
 from mbert_retrieval.encoders.colbert import ColBERTEncoder
 from mbert_retrieval.errors import ConfigError
 from mbert_retrieval.indexes.manifest import read_manifest
 from mbert_retrieval.runs import read_run
+from mbert_retrieval.types import document_text
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,9 @@ def cosqa_suite(tmp_path: Path, data_dir: Path) -> Path:
     return suite
 
 
-def test_eval_colbert_exact_and_plaid(tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str) -> None:
+def test_eval_colbert_exact_and_plaid(
+    tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str, capsys
+) -> None:
     pytrec_eval = pytest.importorskip("pytrec_eval")
     from mbert_retrieval.data.beir import load_qrels
 
@@ -110,6 +114,16 @@ def test_eval_colbert_exact_and_plaid(tmp_path: Path, data_dir: Path, cosqa_suit
         hits = saved.search(["python sort a dictionary by value"], k=5)[0]
         assert [h.rank for h in hits] == [1, 2, 3, 4, 5] and all(h.id.startswith("c") for h in hits)
         assert saved.encoder.describe()["document_length"] == 64
+        # eval writes the snippets, in the index's document order
+        rows = map(json.loads, (data_dir / "cosqa-dev" / "corpus.jsonl").open(encoding="utf-8"))
+        text_of = {r["_id"]: document_text(r.get("title"), r["text"]) for r in rows}
+        assert [h.snippet for h in hits] == [snippet(text_of[h.id]) for h in hits]
+    # `index info` shows it as it shows a built index: the spec, the corpus, the build time
+    assert manifest["spec_name"] == "plaid-small" and manifest["build"]["by"] == "eval"
+    capsys.readouterr()
+    assert main(["index", "info", str(index_dir)]) == 0
+    info = capsys.readouterr().out
+    assert "(plaid-small)" in info and "None" not in info and "cosqa-dev" in info, info
     with pytest.raises(ConfigError, match="index was built with encoder"):
         SearchIndex.load(index_dir, encoder=ColBERTEncoder(tiny_modernbert, seed=1, show_progress=False))
     # the embedding cache is shared: PLAID reused the token vectors exact MaxSim computed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,26 @@ def test_kind_compatibility_and_missing_manifest(tmp_path: Path) -> None:
         check_compatible(PlaidSpec(), "dense")
     with pytest.raises(DataError, match=r"manifest\.json: missing: not an index folder"):
         PlaidIndex.load(tmp_path)
+
+
+def test_plaid_says_when_it_caps_the_hits(tmp_path: Path, corpus, caplog, monkeypatch) -> None:
+    """fast-plaid keeps ``n_full_scores / 4`` candidates: a deeper ``k`` gets fewer hits, and a warning
+    naming the cap and the setting that raises it (once per index)."""
+    package_logger = logging.getLogger("mbert_retrieval")  # an earlier CLI test may have set it up
+    monkeypatch.setattr(package_logger, "propagate", True)
+    monkeypatch.setattr(package_logger, "handlers", [])
+    ids, docs, queries = corpus
+    plaid = PlaidIndex(DIM, PlaidSpec(nbits=4, n_full_scores=64), tmp_path / "p")
+    plaid.add(ids, docs)
+    with caplog.at_level("WARNING", logger="mbert_retrieval"):
+        assert all(len(h) == 16 for h in plaid.search(["a"], queries[:1], 16).values())
+        assert not _plaid_warnings(caplog)  # within the cap: silent
+        run = plaid.search(["a", "b"], queries[:2], 200)
+        assert all(len(h) <= 16 for h in run.values())
+        plaid.search(["a"], queries[:1], 200)
+    (record,) = _plaid_warnings(caplog)
+    assert "at most 16 of the 200 hits" in record.getMessage() and "n_full_scores >= 800" in record.getMessage()
+
+
+def _plaid_warnings(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "mbert_retrieval.indexes.plaid" and r.levelno == logging.WARNING]

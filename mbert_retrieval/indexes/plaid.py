@@ -62,6 +62,7 @@ class PlaidIndex:
         self.spec = spec or PlaidSpec()
         self.folder = Path(folder)
         self.show_progress = show_progress
+        self._cap_warned = False  # the n_full_scores / 4 cap on hits is said once
         self.doc_ids: list[str] = []
         self._plaid: Any = None  # fast_plaid.search.FastPlaid, once created or loaded
         self._pending: list[tuple[str, np.ndarray]] = []  # held until there are enough token vectors
@@ -170,7 +171,25 @@ class PlaidIndex:
                 if len(kept) == k:
                     break
             run[qid] = kept
+        self._warn_if_capped(run, k, len(self.doc_ids))
         return run
+
+    def _warn_if_capped(self, run: Run, k: int, n_docs: int) -> None:
+        """fast-plaid scores ``n_full_scores`` candidates and keeps a quarter of them: a deeper ``k`` gets
+        fewer hits. Said once per index, with the setting that raises the cap."""
+        cap = max(1, self.spec.n_full_scores // 4)
+        if self._cap_warned or k <= cap or not any(len(hits) < min(k, n_docs) for hits in run.values()):
+            return
+        self._cap_warned = True
+        log.warning(
+            "PLAID returned at most %d of the %d hits asked per query: it keeps n_full_scores / 4 candidates "
+            "(n_full_scores %d). For deeper runs set n_full_scores >= %d in the index spec (slower), "
+            "or use exact-maxsim",
+            cap,
+            k,
+            self.spec.n_full_scores,
+            4 * min(k, n_docs),
+        )
 
     def save(self, path: str | Path | None = None, meta: dict[str, Any] | None = None) -> None:
         """Write ``doc_ids.txt`` and ``manifest.json`` beside the backend's files (the folder is fixed)."""
