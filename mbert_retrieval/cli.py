@@ -13,6 +13,7 @@ from . import __version__
 from .checkpoint import ALLOW_PICKLE_ENV
 from .cli_doctor import add_parsers as add_doctor_parsers
 from .cli_index import add_parsers as add_index_parsers
+from .cli_options import add_spec_option
 from .cli_quickstart import add_parsers as add_quickstart_parsers
 from .cli_report import add_parsers as add_report_parsers
 from .cli_train import add_parsers as add_train_parsers
@@ -37,10 +38,13 @@ examples:
 
   # a ColBERT model (multi-vector or PyLate checkpoint, or a plain encoder + [Q]/[D] + projection): PLAID or exact
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --model lightonai/GTE-ModernColBERT-v1 \\
-      --kind colbert --index plaid --document-length 300 --out out/colbert
+      --kind colbert --spec plaid --document-length 300 --out out/colbert
 
   # any local BEIR folders, whatever their names (each is a dataset of its own suite)
   mbert-retrieval eval --beir ./data/scifact ./my-data/support-tickets --model PATH --out out/mine
+
+  # score an index built once (index build), without encoding the corpus again
+  mbert-retrieval eval --beir ./data/scifact --index-dir indexes/scifact-hnsw --out out/hnsw
 
   # offline, nothing to download: code search over this Python's standard library
   mbert-retrieval eval --suite stdlib --model PATH --out out/stdlib
@@ -96,10 +100,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         choices=["dense", "colbert"],
         help="single-vector or multi-vector model (default: told from the checkpoint; multi-vector, PyLate: colbert)",
     )
-    p.add_argument(
-        "--index",
+    add_spec_option(
+        p,
         help="index spec name (see `ls`: faiss-flat, faiss-hnsw, plaid, voyager, exact-maxsim...) or YAML path "
         "(default: faiss-flat for dense, plaid for colbert)",
+    )
+    p.add_argument(
+        "--index-dir",
+        metavar="DIR",
+        help="score a built index (from `index build`, or OUT/indices/<dataset> of an earlier eval) on one "
+        "dataset's queries and qrels, without encoding the corpus; --model is then optional (default: the "
+        "model its manifest records)",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", help="qrels split to evaluate (default: each dataset's split in the suite)")
@@ -174,7 +185,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
     top_k = args.top_k or suite.top_k
     cache_dir = None if args.no_cache else str(Path(args.cache_dir or Path(args.out) / "cache"))
-    if bool(args.model) == bool(args.fuse):
+    if args.index_dir:
+        if args.fuse or args.spec or args.model == "bm25":
+            raise ConfigError("--index-dir scores a built index: leave out --fuse, --spec and --model bm25")
+    elif bool(args.model) == bool(args.fuse):
         raise ConfigError("give either --model (a model, or bm25) or --fuse SOURCES")
     try:
         bm25 = BM25Config.preset(args.bm25_preset or "mteb")
@@ -208,7 +222,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             bm25=bm25,
             fusion=fusion,
             encoder=None
-            if fusion
+            if fusion or (args.index_dir and not args.model)
             else EncoderConfig(
                 model=args.model,
                 batch_size=args.batch_size,
@@ -225,7 +239,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 query_expansion=False if args.no_query_expansion else None,
                 embedding_size=args.embedding_size,
             ),
-            index=load_index_spec(args.index) if args.index else None,
+            index=load_index_spec(args.spec) if args.spec else None,
+            index_dir=args.index_dir,
             top_k=top_k,
             out=args.out,
             cache_dir=cache_dir,
@@ -462,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose, args.quiet)
+    for note in getattr(args, "deprecations", None) or []:
+        log.warning("note: %s", note)
     _sigterm_as_interrupt()
     previous = os.environ.get(ALLOW_PICKLE_ENV)
     if args.allow_pickle:  # read by checkpoint.check_checkpoint wherever a model is loaded

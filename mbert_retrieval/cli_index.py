@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 
+from .cli_options import add_index_dir_option
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,15 @@ index kind that can remove vectors (flat, IVF, SQ; not HNSW).
 
 SEARCH_EXAMPLES = """\
 examples:
-  mbert-retrieval search --index indexes/scifact-hnsw "statins reduce cardiovascular risk" -k 5
-  mbert-retrieval search --index indexes/scifact-hnsw "statins" --json
+  mbert-retrieval search --index-dir indexes/scifact-hnsw "statins reduce cardiovascular risk" -k 5
+  mbert-retrieval search --index-dir indexes/scifact-hnsw "statins" --json
 
   # batch: BEIR-style queries.jsonl (or id<TAB>text) in, a 6-column TREC run out (top 1000)
-  mbert-retrieval search --index indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec
+  mbert-retrieval search --index-dir indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec
+
+  # ... and its nDCG@10, R@100, RR@10, MAP@100 against the judgements (or: eval --index-dir)
+  mbert-retrieval search --index-dir indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec \
+      --qrels data/scifact/qrels/test.tsv
 
 The query encoder is the one recorded in the index's manifest.json; --model gives another copy of
 it (refused if its dimension or fingerprint differs).
@@ -142,12 +147,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     s.add_argument("query", nargs="?", help="the query text (or use --queries)")
-    s.add_argument("--index", required=True, help="the index folder")
+    add_index_dir_option(s, help="the index folder (from `index build`, or OUT/indices/<dataset> of an eval)")
     s.add_argument("-k", "--top-k", dest="k", type=_positive, help="hits per query (default 10; 1000 with --queries)")
     s.add_argument("--json", action="store_true", help="JSON output (with --queries and no --out: JSON lines)")
     s.add_argument("--queries", help="a queries file: BEIR-style .jsonl (_id, text) or .tsv (id, text)")
     s.add_argument("--out", help="with --queries: the TREC run file to write")
     s.add_argument("--overwrite", action="store_true", help="replace an existing --out run file")
+    s.add_argument(
+        "--qrels",
+        metavar="FILE",
+        help="with --queries and --out: score the run against these judgements (BEIR qrels TSV) and print "
+        "nDCG@10, R@100, RR@10 and MAP@100",
+    )
     s.add_argument("--model", help="another copy of the index's model (checked against the manifest)")
     s.add_argument("--batch-size", type=_positive, help="queries per forward pass")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
@@ -294,12 +305,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from .data.beir import load_qrels
     from .data.corpus import load_queries_input
     from .io import check_file_target
     from .search import SearchIndex
 
+    if not args.index_dir:
+        raise ConfigError("give the index folder: --index-dir DIR")
     if (args.query is None) == (args.queries is None):
         raise ConfigError("give either a query text or --queries FILE")
+    if args.qrels and not args.out:
+        raise ConfigError("--qrels scores a run: use it with --queries FILE --out RUN.trec")
     if args.out and not args.queries:
         raise ConfigError("--out writes a TREC run for --queries; a single query prints its hits")
     if args.queries and not args.out and not args.json:
@@ -310,8 +326,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     _apply_unpad_option(args)
     k = args.k or (1000 if queries is not None else 10)
     progress = queries is not None and not args.no_progress
+    qrels = load_qrels(Path(args.qrels)) if args.qrels else None  # read (and checked) before any model loads
     with SearchIndex.load(
-        args.index,
+        args.index_dir,
         model=args.model,
         device=args.device,
         batch_size=args.batch_size,
@@ -335,16 +352,35 @@ def cmd_search(args: argparse.Namespace) -> int:
 
             run = index.run(queries, k=k)
             seconds = time.perf_counter() - t
-            write_run(args.out, run, tag=f"mbert-retrieval_{Path(args.index).name}")
+            write_run(args.out, run, tag=f"mbert-retrieval_{Path(args.index_dir).name}")
             print(
                 f"searched {len(queries):,} queries (top {k}) in {_seconds(seconds)}: {args.out}",
                 file=sys.stderr,
             )
+            if qrels is not None:
+                _print_scores(qrels, run, args.qrels)
         else:
             qids = list(queries)
             for qid, hits in zip(qids, index.search([queries[q] for q in qids], k=k), strict=True):
                 print(json.dumps({"query": qid, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
     return 0
+
+
+def _print_scores(qrels: dict, run: dict, source: str) -> None:
+    """The run's scores against ``qrels`` (trec_eval semantics), as a one-row Markdown table, x100."""
+    from .config import DEFAULT_METRICS
+    from .metrics import evaluate
+
+    judged = {q: docs for q, docs in qrels.items() if q in run}
+    if not judged:
+        raise ConfigError(f"{source}: none of its queries is in the run (are they the same query ids?)")
+    ev = evaluate(judged, run, list(DEFAULT_METRICS))
+    print("| queries scored | " + " | ".join(ev.means) + " |")
+    print("|---:|" + "---:|" * len(ev.means))
+    print(f"| {ev.n_queries:,} | " + " | ".join(f"{100 * v:.2f}" for v in ev.means.values()) + " |")
+    if len(judged) < len(qrels):
+        print(f"({len(qrels) - len(judged):,} judged queries of {source} were not searched)", file=sys.stderr)
+    print("(metrics x100, trec_eval semantics)", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

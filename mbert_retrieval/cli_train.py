@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_options import add_spec_option
 from .errors import ConfigError
 
 MINE_EXAMPLES = """\
@@ -20,7 +21,7 @@ examples:
 
   # a pairs file (query<TAB>positive, or JSONL {"query", "positive"}) with extra candidate documents
   mbert-retrieval mine --pairs pairs.tsv --corpus collection.tsv --model PATH --absolute-margin 0.1 \\
-      --sampling random --seed 1 --index faiss-hnsw --out triples.tsv
+      --sampling random --seed 1 --spec faiss-hnsw --out triples.tsv
 
   # then train on it
   mbert-retrieval train recipes/scifact-dense.yaml data.train.source=triples data.train.path=scifact-triples.jsonl
@@ -63,7 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--corpus", help="--pairs: extra candidate documents (BEIR folder, .jsonl or .tsv)")
     m.add_argument("--model", required=True, help="a single-vector model (hub id or local path)")
     m.add_argument("--out", required=True, help="triples file to write, .jsonl or .tsv")
-    m.add_argument("--index", default="faiss-flat", help="a faiss index spec name or YAML (default faiss-flat)")
+    add_spec_option(m, default="faiss-flat", help="a faiss index spec name or YAML (default faiss-flat)")
     m.add_argument("--num-negatives", type=int, default=3, help="negatives per row (default 3)")
     m.add_argument("--range-min", type=int, default=0, help="skip the N best non-positive hits (default 0)")
     m.add_argument("--range-max", type=int, default=50, help="consider non-positive hits up to this rank (default 50)")
@@ -101,7 +102,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--download", action="store_true", help="download missing BEIR datasets")
     s.add_argument("--split", help="qrels split to evaluate (default: the suite's)")
     s.add_argument("--batch-size", type=int, default=32, help="eval: texts per forward pass (default 32)")
-    s.add_argument("--index", help="eval: index spec (default: faiss-flat for dense, plaid for colbert)")
+    add_spec_option(s, help="eval: index spec (default: faiss-flat for dense, plaid for colbert)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_sweep)
 
@@ -148,7 +149,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         args.model,
         args.out,
         options=options,
-        index_spec=args.index,
+        index_spec=args.spec,
         batch_size=args.batch_size,
         max_seq_length=args.max_seq_length,
         query_prompt=args.query_prompt,
@@ -174,7 +175,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=args.download,
         split=args.split,
-        index=args.index,
+        index=args.spec,
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )

@@ -322,12 +322,19 @@ class EvalConfig(Strict):
     bm25: BM25Config = Field(default_factory=BM25Config, description="used when encoder.model is 'bm25'")
     fusion: FusionConfig | None = None
     index: IndexSpecFile | None = Field(None, description="default: faiss-flat (dense) or plaid (colbert)")
+    index_dir: str | None = Field(
+        None, description="a built index (index build, or an earlier eval's) scored instead of encoding the corpus"
+    )
     top_k: int = Field(1000, ge=1)
     out: str
     cache_dir: str | None = None
 
     @model_validator(mode="after")
     def _one_method(self) -> EvalConfig:
+        if self.index_dir is not None:
+            if self.fusion is not None or self.is_bm25 or self.index is not None:
+                raise ValueError("index_dir scores a built index: no fusion, bm25 or index spec with it")
+            return self
         if (self.encoder is None) == (self.fusion is None):
             raise ValueError("give either an encoder (a model, or bm25) or a fusion of runs")
         bm25_used = self.encoder is not None and self.encoder.model == "bm25"

@@ -580,6 +580,8 @@ def _run_eval_mteb(cfg: EvalConfig, *, encoder: Encoder | None, overwrite: bool,
     into the same ``--out`` skips finished datasets; another encoder or engine there is refused
     unless ``overwrite``.
     """
+    if cfg.index_dir is not None:
+        raise ConfigError("--index-dir scores a built index with --engine ours; MTEB encodes the corpus itself")
     if cfg.encoder is None or cfg.encoder.model == "bm25":
         raise ConfigError("--engine mteb evaluates a model (dense or ColBERT); BM25 and --fuse run with --engine ours")
     if cfg.index is not None:

@@ -13,11 +13,13 @@ same files as a model does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from .catalog import load_index_spec
 from .config import BM25Config, DatasetSpec, EvalConfig, FusionConfig, IndexSpec, IndexSpecFile
 from .data import iter_datasets
 from .encoders import Encoder, encoder_from_config
-from .errors import DataError, OutputExistsError
+from .errors import ConfigError, DataError, OutputExistsError
 from .indexes import check_compatible, make_index
 from .io import check_folder_target, removed_on_failure, write_json, write_text
 from .lock import output_lock_if_main
@@ -99,6 +101,90 @@ def _searchable_index_meta(
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+@contextlib.contextmanager
+def _open_built_index(cfg: EvalConfig, specs: list[Any], *, progress: bool) -> Iterator[Any]:
+    """The ``SearchIndex`` of ``cfg.index_dir`` with its recorded encoder (or ``cfg.encoder.model``,
+    checked against the index); it holds one corpus, so one dataset without subsets."""
+    from .search import SearchIndex
+
+    assert cfg.index_dir is not None
+    if len(specs) != 1 or specs[0].subsets:
+        raise ConfigError("--index-dir holds one corpus: give one dataset (--datasets NAME, or one --beir DIR)")
+    enc = cfg.encoder
+    with SearchIndex.load(
+        cfg.index_dir,
+        model=enc.model if enc is not None else None,
+        device=enc.device if enc is not None else None,
+        batch_size=enc.batch_size if enc is not None else None,
+        progress=progress,
+        trust_remote_code=bool(enc and enc.trust_remote_code),
+    ) as index:
+        yield index
+
+
+def _built_index_facts(built: Any) -> dict[str, Any]:
+    m = built.manifest
+    return {
+        "name": "index-dir",
+        "path": str(Path(built.path).absolute()),
+        "kind": m["kind"],
+        "spec_name": m.get("spec_name"),
+        "n_docs": m["n_docs"],
+        "created": m.get("created"),
+    }
+
+
+def evaluate_built_index(
+    ds: RetrievalDataset,
+    built: Any,
+    *,
+    metrics: list[str],
+    top_k: int,
+    ignore_identical_ids: bool,
+    run_path: Path,
+    per_query_path: Path | None = None,
+) -> dict[str, Any]:
+    """Search a built index (``SearchIndex``) with the dataset's queries and score the run: no corpus
+    encoding. Documents judged relevant but absent from the index, and indexed documents the dataset's
+    corpus does not hold, are counted in the record's warnings."""
+    log.info("%s", ds.summary())
+    indexed = set(built.doc_ids)
+    corpus = set(ds.corpus_ids)
+    if not indexed & corpus:
+        raise DataError(
+            built.path, f"holds none of the {ds.n_docs:,} documents of {ds.name}; was it built from another corpus?"
+        )
+    judged = {d for docs in ds.qrels.values() for d, rel in docs.items() if rel > 0}
+    warnings = dict(ds.warnings)
+    if missing := len(judged - indexed):
+        warnings["relevant documents not in the index (never retrieved)"] = missing
+    if extra := len(indexed - corpus):
+        warnings["indexed documents not in the dataset's corpus"] = extra
+    for what, n in warnings.items():
+        if what not in ds.warnings:
+            log.warning("%s: %d %s", ds.name, n, what)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    query_ids = list(ds.queries)
+    query_emb = built.encoder.encode_queries([ds.queries[q] for q in query_ids], desc=f"encode {ds.name} queries")
+    seconds["encode_queries"] = time.perf_counter() - t
+    t = time.perf_counter()
+    run = built.index.search(query_ids, query_emb, top_k, ignore_identical_ids=ignore_identical_ids)
+    seconds["search"] = time.perf_counter() - t
+    ev = _score_and_write(ds, run, metrics, run_path, per_query_path, Path(built.path).name)
+    record = _lexical_record(ds, ev, top_k, ignore_identical_ids, seconds)
+    record.update(
+        {
+            "n_docs": len(indexed),
+            "truncated_documents": None,  # counted when the index was built
+            "max_seq_length": getattr(built.encoder, "max_seq_length", None),
+            "index": built.manifest["kind"],
+            "warnings": warnings,
+        }
+    )
+    return record
 
 
 def evaluate_dataset(
@@ -365,11 +451,19 @@ def _run_eval(
     Re-running into the same ``--out`` with the same encoder skips datasets already finished with
     the same settings (resume); a different encoder there is refused unless ``overwrite``.
     """
+    with contextlib.ExitStack() as stack:
+        return _run_eval_in(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
+
+
+def _run_eval_in(
+    cfg: EvalConfig, stack: contextlib.ExitStack, *, encoder: Encoder | None, overwrite: bool, progress: bool
+) -> dict[str, Any]:
     out = Path(cfg.out)
     results_path = out / RESULTS_FILE
     existing = None if overwrite else _read_results(results_path)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]  # unknown names fail before any work
     index_file: IndexSpecFile | None = None
+    built: Any = None
     sources: list[dict[str, Any]] = []
     if cfg.fusion is not None:
         mode = "fusion"
@@ -382,6 +476,12 @@ def _run_eval(
             "sources": public,
         }
         described["fingerprint"] = "fusion-" + _fingerprint({**cfg.fusion.model_dump(), "sources": public})
+        model_name = described["name"]
+    elif cfg.index_dir is not None:
+        mode = "index-dir"
+        built = stack.enter_context(_open_built_index(cfg, specs, progress=progress))
+        encoder = built.encoder
+        described = encoder.describe()
         model_name = described["name"]
     elif cfg.is_bm25:
         from .bm25 import describe as describe_bm25
@@ -407,7 +507,7 @@ def _run_eval(
             f"{results_path} holds results of engine {existing['engine']!r}, not ours; "
             "choose another --out or pass --overwrite"
         )
-    if mode == "encoder":
+    if mode in ("encoder", "index-dir"):
         log.info(
             "encoder %s: dim %d, max_seq_length %s, %s on %s (%s)",
             described["name"],
@@ -425,7 +525,11 @@ def _run_eval(
             "suite": cfg.suite.name,
             "model": model_name,
             "encoder": described,
-            "index": {"name": index_file.name, **index_file.index.model_dump()} if index_file else {"name": mode},
+            "index": {"name": index_file.name, **index_file.index.model_dump()}
+            if index_file
+            else _built_index_facts(built)
+            if built is not None
+            else {"name": mode},
             "main_metric": cfg.suite.main_metric,
             "metric_names": list(cfg.suite.metrics),
             "versions": versions(),
@@ -453,6 +557,8 @@ def _run_eval(
         if mode == "encoder":
             assert index_file is not None
             settings["index"] = index_file.index.model_dump()
+        elif mode == "index-dir":
+            settings["index_dir"] = _built_index_facts(built)
         elif mode == "bm25":
             settings["bm25"] = cfg.bm25.model_dump()
         else:
@@ -462,6 +568,8 @@ def _run_eval(
             log.info("%s: already in %s, skipped (pass --overwrite to recompute)", key, results_path)
             continue
         records: dict[str, dict[str, Any]] = {}
+        if mode == "index-dir" and spec.document_length is not None:
+            log.info("%s: the suite's document length does not apply to a built index (its own is used)", key)
         if mode == "encoder" and spec.document_length is not None:
             assert cfg.encoder is not None and encoder is not None
             set_length = getattr(encoder, "set_document_length", None)
@@ -487,6 +595,8 @@ def _run_eval(
             }
             if mode == "bm25":
                 record = evaluate_bm25_dataset(ds, cfg.bm25, progress=progress, **common)
+            elif mode == "index-dir":
+                record = evaluate_built_index(ds, built, **common)
             elif mode == "fusion":
                 assert cfg.fusion is not None
                 record = evaluate_fused_dataset(

@@ -582,8 +582,8 @@ def format_outputs(results: dict[str, Any]) -> str:
     lines = ["written:"] + [f"  {k:<{width}}  {v}" for k, v in o.items() if v]
     lines += [
         "next:",
-        f'  mbert-retrieval search --index {o["FAISS index"]} "parse a configuration file" -k 5',
-        f'  mbert-retrieval search --index {o["PLAID index"]} "parse a configuration file" -k 5',
+        f'  mbert-retrieval search --index-dir {o["FAISS index"]} "parse a configuration file" -k 5',
+        f'  mbert-retrieval search --index-dir {o["PLAID index"]} "parse a configuration file" -k 5',
         f"  mbert-retrieval train recipes/quickstart-dense.yaml model.base={results['base_model']['path']} "
         f"data.train.path={o['data']}/train output_dir=DIR   # train again, changing any key",
     ]

@@ -117,7 +117,7 @@ class Env:
         return self.p("idx")
 
     def search(self, *extra: str) -> list[str]:
-        return ["search", "--index", self.p("idx"), "topic one", *extra]
+        return ["search", "--index-dir", self.p("idx"), "topic one", *extra]
 
 
 @dataclass
@@ -657,7 +657,7 @@ ROWS: dict[str, Row] = {
         needs=("index",),
     ),
     "search-blank-query": Row(
-        lambda e: (e.index(), ["search", "--index", e.p("idx"), "   "])[1],
+        lambda e: (e.index(), ["search", "--index-dir", e.p("idx"), "   "])[1],
         ["the query is empty or blank"],
         needs=("index",),
     ),

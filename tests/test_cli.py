@@ -73,7 +73,7 @@ def test_eval_end_to_end(tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny
 
     # any FAISS index spec can serve the eval; the cached document embeddings are reused
     hnsw = tmp_path / "hnsw"
-    assert main([*argv, "--out", str(hnsw), "--index", "faiss-hnsw", "--cache-dir", str(out / "cache")]) == 0
+    assert main([*argv, "--out", str(hnsw), "--spec", "faiss-hnsw", "--cache-dir", str(out / "cache")]) == 0
     approx = json.loads((hnsw / "results.json").read_text())
     assert approx["index"]["name"] == "faiss-hnsw" and approx["datasets"]["cosqa"]["index"] == "faiss"
     assert approx["datasets"]["cosqa"]["seconds"]["encode_documents"] < record["seconds"]["encode_documents"]
@@ -155,3 +155,38 @@ def test_console_script_help_has_examples() -> None:
     assert "examples:" in out and "--suite beir --datasets scifact" in out
     ls = subprocess.run([*cmd, "ls"], capture_output=True, text=True, check=True).stdout
     assert "suite beir" in ls and "cqadupstack" in ls
+
+
+def test_a_built_index_is_scored_without_encoding_the_corpus(
+    tmp_path: Path, data_dir: Path, tiny_modernbert: str, capsys
+) -> None:
+    """``eval --index-dir`` scores an ``index build`` output on a dataset's queries and qrels: the same
+    metrics as ``eval --model`` with the same (exact) spec; ``search --qrels`` prints them for its run.
+    The old ``--index`` spellings still work, with a note."""
+    folder = data_dir / "cosqa-dev"
+    idx = tmp_path / "idx"
+    build = ["index", "build", "--model", tiny_modernbert, "--corpus", str(folder), "--spec", "faiss-flat"]
+    assert main([*build, "--out", str(idx), "--no-progress"]) == 0
+    direct = ["eval", "--beir", str(folder), "--model", tiny_modernbert, "--out", str(tmp_path / "a"), "--no-progress"]
+    assert main([*direct, "--index", "faiss-flat"]) == 0
+    assert "note: --index is now --spec" in capsys.readouterr().err
+    scored = ["eval", "--beir", str(folder), "--index-dir", str(idx), "--out", str(tmp_path / "b"), "--no-progress"]
+    assert main(scored) == 0
+    a, b = (json.loads((tmp_path / n / "results.json").read_text()) for n in "ab")
+    assert a["metrics"] == b["metrics"] and a["metrics"]["cosqa-dev"]["nDCG@10"] > 0
+    assert b["index"]["name"] == "index-dir" and b["index"]["n_docs"] == 552
+    assert b["encoder"]["fingerprint"] == a["encoder"]["fingerprint"]
+    assert b["datasets"]["cosqa-dev"]["seconds"].keys() == {"encode_queries", "search"}  # no corpus encoding
+    assert read_run(tmp_path / "a" / "runs" / "cosqa-dev.trec") == read_run(tmp_path / "b" / "runs" / "cosqa-dev.trec")
+    capsys.readouterr()
+    run = tmp_path / "run.trec"
+    search = ["search", "--index", str(idx), "--queries", str(folder / "queries.jsonl"), "--out", str(run)]
+    assert main([*search, "--qrels", str(folder / "qrels" / "test.tsv"), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "note: --index is now --index-dir" in captured.err
+    header, _, row = captured.out.strip().splitlines()
+    assert header.split("|")[2].strip() == "nDCG@10"
+    assert float(row.split("|")[2]) == round(100 * a["metrics"]["cosqa-dev"]["nDCG@10"], 2)
+    # a built index holds one corpus
+    assert main(["eval", "--suite", "beir", "--index-dir", str(idx), "--out", str(tmp_path / "c")]) == 1
+    assert "--index-dir holds one corpus: give one dataset" in capsys.readouterr().err

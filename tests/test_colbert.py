@@ -87,7 +87,7 @@ def test_eval_colbert_exact_and_plaid(
     ndcg = {}
     for name, spec in (("exact", "exact-maxsim"), ("plaid", str(fast_plaid))):
         out = tmp_path / name
-        assert main([*argv, "--index", spec, "--out", str(out)]) == 0
+        assert main([*argv, "--spec", spec, "--out", str(out)]) == 0
         results = json.loads((out / "results.json").read_text())
         record = results["datasets"]["cosqa"]
         assert record["index"] == ("exact-maxsim" if name == "exact" else "plaid")
@@ -136,6 +136,6 @@ def test_faiss_index_refused_for_colbert(
 ) -> None:
     argv = ["eval", "--suite", str(cosqa_suite), "--data-dir", str(data_dir), "--model", tiny_modernbert]
     assert (
-        main([*argv, "--kind", "colbert", "--index", "faiss-hnsw", "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+        main([*argv, "--kind", "colbert", "--spec", "faiss-hnsw", "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     )
     assert "a ColBERT encoder needs one of" in capsys.readouterr().err

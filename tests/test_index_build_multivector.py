@@ -62,7 +62,7 @@ def test_plaid_and_exact_through_the_cli_agree_with_brute_force(
         overlap.append(len({h.id for h in e_hits} & {h.id for h in p_hits}) / 10)
     assert np.mean(overlap) >= 0.8, overlap  # PLAID is approximate; on 120 documents it should find most
 
-    assert main(["search", "--index", str(tmp_path / "plaid"), "-k", "3", "--json", QUERIES[0]]) == 0
+    assert main(["search", "--index-dir", str(tmp_path / "plaid"), "-k", "3", "--json", QUERIES[0]]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["id"] == plaid[0][0].id
     assert main(["index", "info", str(tmp_path / "plaid")]) == 0

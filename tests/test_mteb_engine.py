@@ -123,7 +123,7 @@ def test_colbert_engines_agree_with_exact_maxsim(tmp_path: Path, tiny_modernbert
     suite.write_text("name: small\ntop_k: 100\ndatasets:\n  - {name: small}\n", encoding="utf-8")
     data = small_beir.parent
     common = ["--kind", "colbert", "--query-length", "16", "--document-length", "64"]
-    ours = _eval(suite, data, tiny_modernbert, tmp_path / "ours", *common, "--index", str(spec))
+    ours = _eval(suite, data, tiny_modernbert, tmp_path / "ours", *common, "--spec", str(spec))
     theirs = _eval(suite, data, tiny_modernbert, tmp_path / "mteb", *common, "--engine", "mteb")
     assert theirs["index"]["search"] == "MultiVectorWrapper"  # MTEB's wrapper for sentence-transformers' ColBERTs
     assert theirs["encoder"]["fingerprint"] == ours["encoder"]["fingerprint"]
@@ -218,7 +218,7 @@ def test_mteb_wrappers_give_our_numbers_on_cosqa(
     )
     exact32 = tmp_path / "exact32.yaml"  # float32 storage, as MTEB scores
     exact32.write_text("name: exact32\nindex: {kind: exact-maxsim, dtype: float32}\n", encoding="utf-8")
-    index = ["--index", str(exact32)] if "colbert" in extra else []
+    index = ["--spec", str(exact32)] if "colbert" in extra else []
     ours = _eval(suite, data_dir, model, tmp_path / "ours", "--batch-size", "16", *extra, *index)
     theirs = _eval(suite, data_dir, model, tmp_path / "mteb", "--batch-size", "16", *extra, "--engine", "mteb")
     wrapper = "MultiVectorWrapper" if "colbert" in extra else "SentenceTransformerEncoderWrapper"
@@ -244,7 +244,7 @@ def test_engine_mteb_refuses_what_it_cannot_do(tmp_path: Path, small_beir: Path,
     base = ["-q", "eval", "--suite", str(suite), "--data-dir", str(small_beir.parent), "--engine", "mteb"]
     assert main([*base, "--model", "bm25", "--out", str(tmp_path / "a")]) == 1
     assert "--engine mteb evaluates a model" in capsys.readouterr().err
-    assert main([*base, "--model", "x", "--index", "faiss-hnsw", "--out", str(tmp_path / "b")]) == 1
+    assert main([*base, "--model", "x", "--spec", "faiss-hnsw", "--out", str(tmp_path / "b")]) == 1
     assert "--index applies to --engine ours" in capsys.readouterr().err
 
 

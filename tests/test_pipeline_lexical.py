@@ -88,7 +88,7 @@ def test_bm25_cli_presets_resume_and_refusal(small_beir: Path, suite: Path, tmp_
         (["--model", "bm25", "--fuse", "bm25,x"], "either --model"),
         ([], "either --model"),
         (["--model", "some/model", "--bm25-k1", "1.2"], "bm25 settings apply only"),
-        (["--model", "bm25", "--index", "faiss-hnsw"], "index spec applies to neural models only"),
+        (["--model", "bm25", "--spec", "faiss-hnsw"], "index spec applies to neural models only"),
         (["--fuse", "bm25"], "at least 2 items"),
         (["--fuse", "bm25,bm25", "--fuse-weights", "1,x"], "--fuse-weights: not a comma-separated list"),
         (["--fuse", "bm25,bm25", "--fuse-weights", "1,2,3"], "3 weights for 2 sources"),

@@ -59,7 +59,7 @@ def test_models_saved_by_the_installed_sentence_transformers_evaluate_on_scifact
     SentenceTransformer(minilm_path, device="cpu").save(str(dense))
     ColBERTEncoder(minilm_path, device="cpu", show_progress=False).save(colbert)
     found = {}
-    for name, model, extra in ((dense, dense, []), (colbert, colbert, ["--index", "exact-maxsim"])):
+    for name, model, extra in ((dense, dense, []), (colbert, colbert, ["--spec", "exact-maxsim"])):
         out = tmp_path / f"out-{name.name}"
         argv = ["eval", "--suite", "beir", "--datasets", "scifact", "--data-dir", str(data_dir), "--model", str(model)]
         assert main([*argv, *extra, "--out", str(out), "--no-progress"]) == 0

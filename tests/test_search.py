@@ -58,7 +58,7 @@ def test_search_single_query_text_and_json(built: Path, capsys: pytest.CaptureFi
     assert run_cli(["search", "--index", str(built), "Read a text file line by line", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].split()[0] == "1"
-    assert run_cli(["search", "--index", str(built), "Read a text file line by line", "-k", "3", "--json"]) == 0
+    assert run_cli(["search", "--index-dir", str(built), "Read a text file line by line", "-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert [h["rank"] for h in hits] == [1, 2, 3] and set(hits[0]) == {"rank", "id", "score", "snippet"}
     assert hits[0]["id"] == lines[0].split()[2]
@@ -72,7 +72,7 @@ def test_search_batch_writes_a_trec_run(built: Path, tmp_path: Path, capsys: pyt
         "".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, (_, t) in enumerate(DOCS[:4])), encoding="utf-8"
     )
     out = tmp_path / "run.trec"
-    assert run_cli(["search", "--index", str(built), "--queries", str(queries), "--out", str(out)]) == 0
+    assert run_cli(["search", "--index-dir", str(built), "--queries", str(queries), "--out", str(out)]) == 0
     run = read_run(out)
     assert list(run) == ["q0", "q1", "q2", "q3"] and all(len(h) == len(DOCS) for h in run.values())  # k: 1000
     assert all(line.count(" ") == 5 for line in out.read_text().splitlines())
@@ -81,19 +81,19 @@ def test_search_batch_writes_a_trec_run(built: Path, tmp_path: Path, capsys: pyt
     for qid in run:
         assert run[qid] == pytest.approx(expected[qid], abs=1e-6)
     with pytest.raises(OutputExistsError, match=r"run\.trec already exists; pass --overwrite"):
-        run_cli(["search", "--index", str(built), "--queries", str(queries), "--out", str(out)])
-    assert run_cli(["search", "--index", str(built), "--queries", str(queries), "--json", "-k", "2"]) == 0
+        run_cli(["search", "--index-dir", str(built), "--queries", str(queries), "--out", str(out)])
+    assert run_cli(["search", "--index-dir", str(built), "--queries", str(queries), "--json", "-k", "2"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["query"] for r in rows] == ["q0", "q1", "q2", "q3"] and all(len(r["hits"]) == 2 for r in rows)
 
 
 def test_search_option_errors(built: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ConfigError, match="either a query text or --queries"):
-        run_cli(["search", "--index", str(built)])
+        run_cli(["search", "--index-dir", str(built)])
     with pytest.raises(ConfigError, match="--queries needs --out"):
-        run_cli(["search", "--index", str(built), "--queries", "q.jsonl"])
+        run_cli(["search", "--index-dir", str(built), "--queries", "q.jsonl"])
     # the stand-alone entry point prints user errors as one line and exits 1
-    assert main(["search", "--index", str(tmp_path / "missing"), "text"]) == 1
+    assert main(["search", "--index-dir", str(tmp_path / "missing"), "text"]) == 1
     assert capsys.readouterr().err.strip().endswith("missing: index folder not found")
     with pytest.raises(SystemExit) as exit_:
         main(["index", "build", "--model", "m", "--corpus", "c", "--spec", "s", "--out", "o", "--batch-size", "0"])
