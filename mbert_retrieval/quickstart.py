@@ -68,7 +68,14 @@ UNTRAINED_COLBERT_INDEX = "exact-maxsim"
 # What the trained ColBERT's PLAID evaluation stage costs, in units of the untrained exact one (default
 # run on a fresh clone, 2 CPU cores: 36.0 s / 11.7 s); used only by --minutes for what is still to come.
 PLAID_PER_EXACT = 3.0
-INDEX_LABELS = {"bm25s": "bm25s", "faiss": "FAISS flat", "plaid": "PLAID", "exact-maxsim": "exact MaxSim"}
+INDEX_LABELS = {
+    "bm25s": "bm25s",
+    "faiss": "FAISS flat",
+    "plaid": "PLAID",
+    "exact-maxsim": "exact MaxSim",
+    "fusion": "RRF of the two runs",
+}
+HYBRIDS = {"dense": "hybrid-dense", "colbert": "hybrid-colbert"}  # trained model -> its BM25 + model stage
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,33 @@ def _evaluate(
         "index": record.get("index"),
         "index_seconds": round(seconds.get("encode_documents", 0.0) + seconds.get("index", 0.0), 2),
         "search_seconds": round(seconds.get("encode_queries", 0.0) + seconds.get("search", 0.0), 2),
+    }
+
+
+def _fuse(out: Path, data_dir: Path, sources: list[Path], *, overwrite: bool, progress: bool) -> dict[str, Any]:
+    """Reciprocal rank fusion (k 60) of earlier eval folders' runs, through ``run_eval``; the row's record."""
+    from .config import FusionConfig
+    from .pipeline import run_eval
+
+    cfg = EvalConfig(
+        suite=_suite(),
+        datasets=[DATASET],
+        data_dir=str(data_dir),
+        fusion=FusionConfig(sources=[str(s) for s in sources], method="rrf"),
+        top_k=TOP_K,
+        out=str(out),
+    )
+    results = run_eval(cfg, overwrite=overwrite, progress=progress)
+    record = results["datasets"][DATASET]
+    return {
+        "metrics": results["metrics"][DATASET],
+        "results": str(out / "results.json"),
+        "run": str(out / record["run"]),
+        "n_docs": record["n_docs"],
+        "n_queries": record["n_queries"],
+        "index": "fusion",
+        "index_seconds": 0.0,
+        "search_seconds": round(sum(record.get("seconds", {}).values()), 2),
     }
 
 
@@ -281,6 +315,8 @@ ROWS = [  # (row key, label, train stage, eval stage)
     ("dense", "dense, trained (quickstart-dense)", "train-dense", "eval-dense"),
     ("untrained-colbert", "ColBERT, untrained", None, "eval-untrained-colbert"),
     ("colbert", "ColBERT, trained (quickstart-colbert)", "train-colbert", "eval-colbert"),
+    ("hybrid-dense", "BM25 + dense, trained (RRF)", None, "hybrid-dense"),
+    ("hybrid-colbert", "BM25 + ColBERT, trained (RRF)", None, "hybrid-colbert"),
 ]
 
 
@@ -317,17 +353,36 @@ def _answer_rank(run_path: str, qid: str, relevant: list[str]) -> int | None:
     return next((i for i, (doc, _) in enumerate(ranked, start=1) if doc in relevant), None)
 
 
+def pick_example(ds: Any, bm25_run: dict[str, dict[str, float]], hybrid_run: dict[str, dict[str, float]]) -> str:
+    """The example query, by a rule fixed in advance: the first test query (file order) whose answer BM25
+    misses in its top 10 and the BM25 + ColBERT hybrid finds there; the first query if there is none."""
+
+    def in_top10(run: dict[str, dict[str, float]], qid: str) -> bool:
+        ranked = sorted(run.get(qid, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:10]
+        return any(ds.qrels[qid].get(doc, 0) >= 1 for doc, _ in ranked)
+
+    picked = (q for q in ds.queries if not in_top10(bm25_run, q) and in_top10(hybrid_run, q))
+    return next(picked, next(iter(ds.queries)))
+
+
 def _example(out: Path, data: Path, stages: dict[str, Any]) -> dict[str, Any]:
-    """The first test query, searched in the saved FAISS and PLAID indices (top 3 hits of each), and
-    where each retriever's run ranked its answer."""
+    """The example query (``pick_example``), searched in the saved FAISS and PLAID indices (top 3 hits
+    of each), and where each retriever's run ranked its answer."""
     from .data.beir import load_beir_folder
+    from .runs import read_run
     from .search import SearchIndex
 
     ds = load_beir_folder(data / "test", "test")
     text = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
-    qid = next(iter(ds.queries))
+    qid = pick_example(ds, read_run(stages["bm25"]["run"]), read_run(stages["hybrid-colbert"]["run"]))
     relevant = sorted(d for d, r in ds.qrels[qid].items() if r >= 1)
-    example: dict[str, Any] = {"query_id": qid, "query": ds.queries[qid], "relevant": relevant, "hits": {}}
+    example: dict[str, Any] = {
+        "query_id": qid,
+        "query": ds.queries[qid],
+        "rule": "the first test query whose answer BM25 misses in its top 10 and BM25 + ColBERT (RRF) finds",
+        "relevant": relevant,
+        "hits": {},
+    }
     places = {"dense": stages["index-faiss"]["path"], "colbert": stages["eval-colbert"]["plaid_index"]}
     for name, folder in places.items():
         with SearchIndex.load(folder) as index:
@@ -518,6 +573,15 @@ def _run_quickstart(
         return {**record, "plaid_index": str(evals / "colbert" / "indices" / DATASET)}
 
     stages.run("eval-colbert", "evaluate the trained ColBERT model, PLAID index", eval_colbert, finished("colbert"))
+    for kind, stage in HYBRIDS.items():
+        stages.run(
+            stage,
+            f"BM25 + the trained {kind} model, reciprocal rank fusion of their runs",
+            lambda kind=kind, stage=stage: _fuse(
+                evals / stage, out / "data", [evals / "bm25", evals / kind], overwrite=overwrite, progress=progress
+            ),
+            finished(stage),
+        )
 
     recorded = stages.state["stages"]
     rows = []
@@ -590,6 +654,19 @@ def format_outputs(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _hybrid_line(rows: list[dict[str, Any]]) -> str:
+    """One line on what the hybrid rows show (BM25 and a trained model find different answers)."""
+    score = {r["key"]: 100 * r["metrics"]["nDCG@10"] for r in rows}
+    best = max(("hybrid-dense", "hybrid-colbert"), key=lambda k: score[k])
+    model = best.removeprefix("hybrid-")
+    gain = score[best] - max(score["bm25"], score[model])
+    verdict = "so they find different answers" if gain > 0 else "no better than the better of the two"
+    return (
+        f"hybrid: BM25 + {'ColBERT' if model == 'colbert' else 'dense'} (RRF) {score[best]:.2f} against "
+        f"{score['bm25']:.2f} and {score[model]:.2f} alone ({gain:+.2f}), {verdict}"
+    )
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """Table, bar, stage times and the example query, as printed and written to ``results.md``."""
     counts = results["data"]["counts"]
@@ -608,6 +685,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{k} {v['nDCG@10_gain']:+.4f} ({'passes' if v['passed'] else 'below'} the {v['bar']:.2f} bar)"
             for k, v in gains.items()
         ),
+        _hybrid_line(results["rows"]),
         f"stages: {stage_times}",
         f"total: {_fmt_seconds(results['seconds_total'])}"
         + (f" ({len(results['reused_stages'])} stages reused from an earlier run)" if results["reused_stages"] else ""),

@@ -21,8 +21,10 @@ STAGES = {
     "index-faiss",
     "eval-dense",
     "eval-colbert",
+    "hybrid-dense",
+    "hybrid-colbert",
 }
-ROWS = ["bm25", "untrained-dense", "dense", "untrained-colbert", "colbert"]
+ROWS = ["bm25", "untrained-dense", "dense", "untrained-colbert", "colbert", "hybrid-dense", "hybrid-colbert"]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,10 @@ def test_every_stage_runs_and_training_helps(tiny_run: tuple[Path, str]) -> None
         "dense": "FAISS flat",
         "untrained-colbert": "exact MaxSim",
         "colbert": "PLAID",
+        "hybrid-dense": "RRF of the two runs",
+        "hybrid-colbert": "RRF of the two runs",
     }
+    assert "\nhybrid: BM25 + " in printed
     counts = results["data"]["counts"]
     assert counts["train"]["queries"] + counts["test"]["queries"] == 900
     assert results["base_model"]["model_type"] == "modernbert"
@@ -84,7 +89,8 @@ def test_outputs_load_with_the_toolkit(tiny_run: tuple[Path, str]) -> None:
         assert evaluation["metrics"]["python-stdlib"]["nDCG@10"] == row["metrics"]["nDCG@10"]
         run = read_run(Path(row["results"]).parent / evaluation["datasets"]["python-stdlib"]["run"])
         assert set(run) == set(test.queries)
-    query = next(iter(test.queries.values()))
+    query = results["example"]["query"]
+    assert query == test.queries[results["example"]["query_id"]]
     with SearchIndex.load(results["outputs"]["FAISS index"]) as index:
         hits = index.search(query, k=5)[0]
     assert len(hits) == 5 and all(h.id in set(test.corpus_ids) for h in hits)
@@ -151,3 +157,44 @@ def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
     assert plan["dense_steps"] == plan["colbert_steps"] == int(left / 2 / step)
     assert plan_steps(0.5, 60.0, stages, settings)["dense_steps"] == MIN_STEPS
     assert plan_steps(600, 60.0, stages, settings)["dense_steps"] == MAX_EPOCHS * 2635 // 32
+
+
+def test_hybrid_rows_are_the_fusion_of_the_saved_runs(tiny_run: tuple[Path, str]) -> None:
+    """Each hybrid row is RRF (k 60) of the BM25 run and the trained model's run, recomputed here."""
+    from mbert_retrieval.data.beir import load_beir_folder
+    from mbert_retrieval.fusion import reciprocal_rank_fusion
+    from mbert_retrieval.metrics import evaluate
+    from mbert_retrieval.runs import read_run
+
+    out, _ = tiny_run
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows = {r["key"]: r for r in results["rows"]}
+    test = load_beir_folder(out / "data" / "python-stdlib" / "test", "test")
+
+    def run_of(key: str) -> dict:
+        evaluation = json.loads(Path(rows[key]["results"]).read_text(encoding="utf-8"))
+        return read_run(Path(rows[key]["results"]).parent / evaluation["datasets"]["python-stdlib"]["run"])
+
+    for kind in ("dense", "colbert"):
+        fused = reciprocal_rank_fusion([run_of("bm25"), run_of(kind)], k=60, top_k=100)
+        expected = evaluate(test.qrels, fused, ["nDCG@10"]).means["nDCG@10"]
+        assert rows[f"hybrid-{kind}"]["metrics"]["nDCG@10"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_example_query_rule() -> None:
+    """The first query that BM25 misses in its top 10 and the hybrid finds; else the first query."""
+    from mbert_retrieval.quickstart import pick_example
+    from mbert_retrieval.types import RetrievalDataset
+
+    ds = RetrievalDataset(
+        "t",
+        "test",
+        ["a", "b", "c"],
+        ["x", "y", "z"],
+        {"q1": "one", "q2": "two", "q3": "three"},
+        {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 1}},
+    )
+    bm25 = {"q1": {"a": 1.0}, "q2": {"a": 1.0}, "q3": {"a": 1.0}}  # finds q1 only
+    hybrid = {"q1": {"a": 1.0}, "q2": {"a": 1.0}, "q3": {"c": 1.0}}  # finds q1 and q3
+    assert pick_example(ds, bm25, hybrid) == "q3"
+    assert pick_example(ds, bm25, bm25) == "q1"
