@@ -296,7 +296,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe and batch summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (the log lines stay)")
     p.set_defaults(func=_cmd_train)
-    v = sub.add_parser("validate", help="validate recipe, suite or index spec YAML files")
+    v = sub.add_parser(
+        "validate",
+        help="validate recipe, suite or index spec YAML files",
+        description="Check each file (all of them, also after a bad one): an `ok` line per good file, an "
+        "`error:` line per bad one; exit 1 if any is bad.",
+    )
     v.add_argument("files", nargs="+", help="YAML files (their folder or content says what they are)")
     v.set_defaults(func=_cmd_validate)
 
@@ -341,11 +346,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe_by_name(args.recipe, args.overrides)
     check_recipe_paths(recipe)  # before --dry-run's summary and before any model is loaded
-    if args.dry_run:
+    if args.dry_run:  # one YAML document: the recipe (null keys left out), then a `batch:` mapping
         from .train import batch_summary
 
-        print(dump_recipe(recipe))
-        print("batch:", batch_summary(recipe))
+        print(dump_recipe(recipe, nulls=False, batch=batch_summary(recipe)), end="")
         return 0
     from .train import train
 
@@ -357,10 +361,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .catalog import validate_file
 
-    for f in args.files:
-        what = validate_file(f)
+    failed = 0
+    for f in args.files:  # every file is checked: one `ok` or `error:` line each
+        try:
+            what = validate_file(f)
+        except MbertRetrievalError as e:
+            failed += 1
+            message = str(e)  # names the file already (as given, or as a Path writes it)
+            named = message.startswith((f, os.path.normpath(f)))
+            print(f"error: {message if named else f'{f}: {message}'}", file=sys.stderr)
+            continue
         print(f"ok  {f}  ({what})")
-    return 0
+    return 1 if failed else 0
 
 
 def _add_ls(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,9 @@ Imports nothing else from the package but ``errors`` and ``metrics`` (for measur
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -355,7 +356,7 @@ class EvalConfig(Strict):
 # Loading YAML with errors that point at the file, line and key.
 
 
-def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+def node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the YAML node at key path ``loc`` (or of its nearest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
@@ -373,22 +374,58 @@ def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def format_validation_error(err: ValidationError, path: str | Path | None = None, root: yaml.Node | None = None) -> str:
-    """One line per problem: ``file:line: key.path: message``."""
-    lines = []
+def validation_problems(err: ValidationError) -> list[tuple[tuple[Any, ...], str, str]]:
+    """``(loc, message, type)`` per problem, the location cleaned of pydantic's validator and
+    tagged-union entries, ``extra_forbidden`` worded ``unknown key``."""
+    problems = []
     for e in err.errors():
         loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-after")))
         # a tagged union puts the tag in the path (index.plaid.nbits): drop it
         loc = tuple(x for i, x in enumerate(loc) if not (i and loc[i - 1] == "index" and x in INDEX_KINDS))
-        key = ".".join(str(x) for x in loc) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        problems.append((loc, msg, e["type"]))
+    return problems
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    """``('training', 'max_steps')`` -> ``training.max_steps``; ``()`` -> ``(top level)``."""
+    return ".".join(str(x) for x in loc) or "(top level)"
+
+
+def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key path of a schema, sections and leaves (``training``, ``training.learning_rate``...),
+    for "did you mean" hints."""
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        for sub in _models_in(info.annotation):
+            paths.extend(p for p in field_paths(sub, f"{path}.") if p not in paths)
+    return paths
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def did_you_mean(key: str, choices: list[str]) -> str:
+    """``; did you mean 'x'?`` for the closest of ``choices`` as deep as ``key`` (difflib), or ``""``."""
+    depth = key.count(".")
+    close = difflib.get_close_matches(key, [c for c in choices if c.count(".") == depth], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def format_validation_error(err: ValidationError, path: str | Path | None = None, root: yaml.Node | None = None) -> str:
+    """One line per problem: ``file:line: key.path: message``."""
+    lines = []
+    for loc, msg, _ in validation_problems(err):
         where = ""
         if path is not None:
-            line = _node_line(root, loc)
+            line = node_line(root, loc)
             where = f"{path}:{line}: " if line else f"{path}: "
-        lines.append(f"{where}{key}: {msg}")
+        lines.append(f"{where}{dotted(loc)}: {msg}")
     return "; ".join(lines)
 
 
@@ -416,6 +453,8 @@ def load_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a YAML file") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     try:

@@ -273,7 +273,19 @@ ROWS: dict[str, Row] = {
     ),
     "recipe-override-unknown-key": Row(
         lambda e: ["train", "--dry-run", e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv")), "training.nope=3"],
-        ["r.yaml", "training.nope: unknown key"],
+        ["error: override 'training.nope=3': unknown key 'training.nope'"],
+    ),
+    "recipe-override-misspelt-key": Row(
+        lambda e: [
+            "train",
+            "--dry-run",
+            e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv")),
+            "training.lerning_rate=1",
+        ],
+        [
+            "error: override 'training.lerning_rate=1': unknown key 'training.lerning_rate'; "
+            "did you mean 'training.learning_rate'?"
+        ],
     ),
     "recipe-override-wrong-type": Row(
         lambda e: [
@@ -282,7 +294,16 @@ ROWS: dict[str, Row] = {
             e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv")),
             "training.batch_size=x",
         ],
-        ["training.batch_size: Input should be a valid integer"],
+        ["error: override 'training.batch_size=x': training.batch_size: Input should be a valid integer"],
+    ),
+    "recipe-override-data-path-missing": Row(
+        lambda e: [
+            "train",
+            "--dry-run",
+            e.write("r.yaml", recipe(e.p("o"), e.model, e.write("t.tsv", "q\tp\tn\n"))),
+            "data.train.path=nope.tsv",
+        ],
+        ["error: override 'data.train.path=nope.tsv': data.train.path: nope.tsv: not found (looked from the working"],
     ),
     "recipe-override-not-key-value": Row(
         lambda e: ["train", "--dry-run", e.write("r.yaml", recipe(e.p("o"), e.model, "t.tsv")), "training.epochs"],
@@ -297,7 +318,32 @@ ROWS: dict[str, Row] = {
     ),
     "recipe-data-path-missing-dry-run": Row(
         lambda e: ["train", "--dry-run", e.write("r.yaml", recipe(e.p("o"), e.model, e.p("nope.tsv")))],
-        ["nope.tsv", "not found"],
+        ["r.yaml:6: data.train.path: ", "nope.tsv: not found"],
+    ),
+    "recipe-relative-data-path-missing": Row(  # run from another folder: both places it was looked for
+        lambda e: (
+            e.write("work/here/.keep", ""),
+            e.monkeypatch.chdir(e.root / "work" / "here"),
+            ["train", "--dry-run", e.write("recipes/r.yaml", recipe(e.p("o"), e.model, "../data/t.tsv"))],
+        )[2],
+        [
+            "recipes/r.yaml:6: data.train.path: ../data/t.tsv: not found (looked beside the recipe: ",
+            "/data/t.tsv; and from the working directory: ",
+            "/work/data/t.tsv)",
+        ],
+    ),
+    "validate-a-folder": Row(
+        lambda e: ["validate", e.write("a.yaml", recipe(e.p("o"), e.model, "t.tsv")), e.write("d/x", "") and e.p("d")],
+        ["d: a folder, not a YAML file"],
+    ),
+    "validate-one-bad-file-among-good": Row(  # every file is checked; exit 1
+        lambda e: [
+            "validate",
+            e.write("a.yaml", recipe(e.p("o"), e.model, "t.tsv")),
+            e.write("b.yaml", recipe(e.p("o"), e.model, "t.tsv", extra="traning: {epochs: 2}\n")),
+            e.write("c.yaml", "name: s\ndatasets:\n  - {name: a}\n"),
+        ],
+        ["b.yaml:9: traning: unknown key; did you mean 'training'?"],
     ),
     "train-output-holds-a-model": Row(
         lambda e: (

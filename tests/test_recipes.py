@@ -68,9 +68,31 @@ def test_overrides_are_typed(tmp_path: Path) -> None:
         (BASE.replace("{name: mnrl}", "{name: margin_mse}"), [], "loss 'margin_mse' needs teacher scores"),
         (BASE.replace("{name: mnrl}", "{name: contrastive}"), [], "loss 'contrastive' is not for dense models"),
         (BASE.replace("output_dir: out/t\n", ""), [], "output_dir: Field required"),
-        (BASE, ["training.batch_size=many"], "training.batch_size: Input should be a valid integer"),
+        (
+            BASE,
+            ["training.batch_size=many"],
+            "override 'training.batch_size=many': training.batch_size: Input should be a valid integer",
+        ),
         (BASE, ["nonsense"], "override 'nonsense': expected key.sub=value"),
-        (BASE, ["model.base.x=1"], "override model.base.x: 'base' is not a section"),
+        (BASE, ["model.base.x=1"], "override 'model.base.x=1': 'base' is not a section"),
+        (
+            BASE,
+            ["output_dir=o", "training.lerning_rate=1"],
+            "override 'training.lerning_rate=1': unknown key 'training.lerning_rate'; "
+            "did you mean 'training.learning_rate'?",
+        ),
+        (
+            BASE,
+            ["trainig.learning_rate=1"],
+            "override 'trainig.learning_rate=1': unknown key 'trainig.learning_rate'; "
+            "did you mean 'training.learning_rate'?",
+        ),
+        (BASE, ["traning.x=1"], "override 'traning.x=1': unknown key 'traning' (in 'traning.x'); did you mean"),
+        (BASE + "traning: {epochs: 2}\n", [], "r.yaml:8: traning: unknown key; did you mean 'training'?"),
+        # only the override that brought the problem is named, not the others given with it
+        (BASE, ["output_dir=o", "loss.name=contrastive"], "override 'loss.name=contrastive': loss 'contrastive' is"),
+        # a problem of the file itself still names the file and line, whatever overrides come with it
+        (BASE.replace("kind: dense", "kind: sparse"), ["output_dir=o"], "r.yaml:2: kind: Input should be"),
         (
             BASE,
             ["training.batch_size=4", "loss.name=cached_mnrl"],
@@ -84,6 +106,8 @@ def test_bad_recipes(tmp_path: Path, text: str, overrides: list[str], expected: 
     with pytest.raises(ConfigError) as err:
         load_recipe(path, overrides)
     assert expected in str(err.value) and "\n" not in str(err.value)
+    if overrides and "override" in expected:  # an override's problem does not name the file
+        assert "r.yaml" not in str(err.value)
 
 
 def test_batch_summary_warns_when_devices_differ(tmp_path: Path) -> None:
@@ -147,6 +171,15 @@ def test_train_dense_end_to_end(tmp_path: Path, data_dir: Path, tiny_modernbert:
     argv += ["training.batch_size=8", "training.max_steps=3", "model.max_seq_length=64", "training.logging_steps=1"]
     assert main(argv) == 0
     assert {p.name for p in out.iterdir()} >= {"model", "recipe.resolved.yaml", "train_log.jsonl", "checkpoints"}
+    # the resolved recipe is complete (every key, null ones too) and loads back to the recipe that ran
+    import yaml
+
+    from mbert_retrieval.recipes import Recipe
+
+    resolved = out / "recipe.resolved.yaml"
+    assert set(yaml.safe_load(resolved.read_text())) == set(Recipe.model_fields)
+    assert "intent: null" in resolved.read_text()
+    assert load_recipe(resolved).model_dump() == load_recipe(recipe, argv[2:]).model_dump()
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert any("loss" in row for row in log)
     card = (out / "model" / "README.md").read_text(encoding="utf-8")
@@ -222,3 +255,153 @@ def test_mldr_rows_shaped_like_the_hub(tmp_path: Path) -> None:
         training.mldr(other)
     with pytest.raises(ConfigError, match="source 'mldr' needs path"):
         load_recipe(recipe, ["data.train.path=null"])
+
+
+def test_every_nullable_key_defaults_to_null() -> None:
+    """What lets ``dump_recipe(nulls=False)`` leave null keys out and still load back to the same recipe."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    from mbert_retrieval.recipes import Recipe
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            if type(None) in get_args(info.annotation):
+                assert info.default is None and info.default_factory is None, f"{prefix}{name}"
+            for arg in (info.annotation, *get_args(info.annotation)):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg, f"{prefix}{name}.")
+
+    walk(Recipe, "")
+
+
+@pytest.mark.parametrize("nulls", [True, False])
+def test_dumped_recipes_load_back(tmp_path: Path, nulls: bool) -> None:
+    from mbert_retrieval.recipes import dump_recipe
+
+    for name in list_recipes():
+        recipe = load_recipe_by_name(name)
+        text = dump_recipe(recipe, nulls=nulls)
+        assert nulls or "null" not in text
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
+        assert load_recipe(tmp_path / f"{name}.yaml").model_dump() == recipe.model_dump(), name
+
+
+def test_dry_run_prints_one_yaml_document(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    (tmp_path / "data.tsv").write_text("q\tp\tn\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE)
+    assert main(["train", "--dry-run", str(path), "training.num_devices=8"]) == 0
+    out = capsys.readouterr().out
+    printed = yaml.safe_load(out)
+    assert "null" not in out and "intent" not in printed and "eval" not in printed["data"]
+    batch = printed.pop("batch")
+    assert batch["global_batch"] == 32 and batch["in_batch_candidates_per_query"] == 32
+    assert "written for 8 devices" in batch["note"]
+    (tmp_path / "printed.yaml").write_text(yaml.safe_dump(printed))
+    expected = load_recipe(path, ["training.num_devices=8"]).model_dump()
+    assert load_recipe(tmp_path / "printed.yaml").model_dump() == expected
+
+
+def _recipe_in(folder: Path, train_path: str, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "r.yaml"
+    path.write_text(BASE.replace("path: data.tsv", f"path: {train_path}") + extra)
+    return path
+
+
+def test_recipe_paths_resolve_beside_the_recipe_first(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mbert_retrieval.recipes import check_recipe_paths
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (there / "beir").mkdir(parents=True)
+    (there / "t.tsv").write_text("q\tp\tn\n")
+    path = _recipe_in(there, "t.tsv")
+    path.write_text(path.read_text().replace("loss:", "  eval: {beir: beir}\nloss:"))
+    r = load_recipe(path)
+    assert r.data.train.path == str(there / "t.tsv") and r.data.eval.beir == str(there / "beir")
+    assert r.output_dir == "out/t"  # output_dir stays relative to the working directory
+    check_recipe_paths(r)
+    assert main(["train", "--dry-run", str(path)]) == 0
+    assert f"path: {there / 't.tsv'}" in capsys.readouterr().out
+
+    # not beside the recipe: from the working directory, as written
+    (here / "w.tsv").write_text("q\tp\tn\n")
+    r = load_recipe(_recipe_in(there, "w.tsv"))
+    assert r.data.train.path == "w.tsv"
+    check_recipe_paths(r)
+    # in both places: beside the recipe wins
+    (here / "t.tsv").write_text("q\tp\tn\n")
+    assert load_recipe(_recipe_in(there, "t.tsv")).data.train.path == str(there / "t.tsv")
+    # an override is taken from the working directory only
+    r = load_recipe(_recipe_in(there, "w.tsv"), ["data.train.path=t.tsv"])
+    assert r.data.train.path == "t.tsv"
+    (there / "only-there.tsv").write_text("q\tp\tn\n")
+    r = load_recipe(_recipe_in(there, "w.tsv"), ["data.train.path=only-there.tsv"])
+    with pytest.raises(ConfigError) as err:
+        check_recipe_paths(r)
+    assert str(err.value) == (
+        "override 'data.train.path=only-there.tsv': data.train.path: only-there.tsv: not found "
+        f"(looked from the working directory: {here / 'only-there.tsv'})"
+    )
+
+
+def test_recipe_path_not_found_says_where_it_looked(tmp_path: Path, monkeypatch, capsys) -> None:
+    here, there = tmp_path / "work" / "here", tmp_path / "there"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    path = _recipe_in(there, "../data/t.tsv")
+    assert main(["train", "--dry-run", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {path}:6: data.train.path: ../data/t.tsv: not found (looked beside the recipe: "
+        f"{tmp_path / 'data' / 't.tsv'}; and from the working directory: {tmp_path / 'work' / 'data' / 't.tsv'})\n"
+    )
+    monkeypatch.chdir(there)  # the recipe's folder is the working directory: one place
+    assert main(["train", "--dry-run", str(path)]) == 1
+    assert f"(looked beside the recipe and from the working directory: {tmp_path / 'data' / 't.tsv'})\n" in (
+        capsys.readouterr().err
+    )
+
+
+def test_shipped_recipe_from_another_folder(tmp_path: Path, monkeypatch, capsys, data_dir: Path) -> None:
+    """The README's commands run from the repository root (`../shared/data/scifact` from the working
+    directory); from elsewhere the error names both places looked at."""
+    repo = Path(__file__).resolve().parents[1]
+    if data_dir != repo.parent / "shared" / "data":
+        pytest.skip("the shipped recipes point at ../shared/data beside the repository")
+    monkeypatch.chdir(repo)
+    assert main(["train", "--dry-run", "recipes/scifact-colbert.yaml"]) == 0
+    assert "path: ../shared/data/scifact" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dry-run", str(repo / "recipes" / "scifact-colbert.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "scifact-colbert.yaml:20: data.train.path: ../shared/data/scifact: not found (looked beside" in err
+    assert (
+        str(repo / "shared" / "data" / "scifact") in err and str(tmp_path.parent / "shared" / "data" / "scifact") in err
+    )
+
+
+def test_validate_reports_every_file(tmp_path: Path, capsys) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(BASE)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: t\nkind: [dense\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(BASE + "traning: {epochs: 2}\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\ndatasets:\n  - {name: a}\n")
+    argv = ["validate", str(broken), str(good), str(tmp_path / "missing.yaml"), str(typo), str(suite)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"ok  {good}  (recipe)", f"ok  {suite}  (suite)"]
+    assert captured.err.splitlines() == [
+        f"error: {broken}:3: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        f"error: {tmp_path / 'missing.yaml'}: file not found",
+        f"error: {typo}:8: traning: unknown key; did you mean 'training'?",
+    ]
+    assert main(["validate", str(good), str(suite)]) == 0
