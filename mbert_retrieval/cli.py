@@ -484,7 +484,17 @@ def _sigterm_as_interrupt() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `train RECIPE --dry-run key=value`: argparse fills the overrides positional once, before the option;
+    # key=value words after an option are overrides too. Anything else stays an error, as parse_args says.
+    if (
+        extra
+        and getattr(args, "overrides", None) is not None
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -190,3 +190,13 @@ def test_a_built_index_is_scored_without_encoding_the_corpus(
     # a built index holds one corpus
     assert main(["eval", "--suite", "beir", "--index-dir", str(idx), "--out", str(tmp_path / "c")]) == 1
     assert "--index-dir holds one corpus: give one dataset" in capsys.readouterr().err
+
+
+def test_train_overrides_after_an_option(tmp_path: Path, data_dir: Path, capsys) -> None:
+    """``train RECIPE --dry-run key=value``: overrides after an option are overrides, not an error."""
+    data = f"data.train.path={data_dir / 'scifact'}"
+    assert main(["train", "scifact-dense", "--dry-run", f"output_dir={tmp_path / 'o'}", data, "training.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 3" in out and str(tmp_path / "o") in out
+    with pytest.raises(SystemExit):
+        main(["train", "scifact-dense", "--dry-run", "--no-such-option"])
