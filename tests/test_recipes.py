@@ -108,7 +108,7 @@ def test_training_data_loaders(tmp_path: Path, data_dir: Path) -> None:
         '{"query": "q", "positive": "p", "negatives": ["a", "b"]}\n'
         '{"query": "q2", "positive": "p2", "negatives": ["c"]}\n'
     )
-    with pytest.raises(DataError, match=r"t.jsonl:2: 1 negatives where the first row has 2"):
+    with pytest.raises(DataError, match=r"t.jsonl:2: 1 negative where the first row has 2"):
         training.triples(jsonl)
     real = training.triples(data_dir / "msmarco-triples-sample" / "triples.tsv")
     assert len(real) == 100 and real.column_names == ["query", "positive", "negative_1"]
