@@ -8,6 +8,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .checkpoint import ALLOW_PICKLE_ENV
@@ -21,6 +22,37 @@ from .errors import MbertRetrievalError
 from .io import WRITE_ERRNOS
 
 log = logging.getLogger("mbert_retrieval")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every parser's formatter (``build_parser`` sets it): the description filled to the terminal (at
+    most 100 columns), its paragraphs kept; the epilog (examples, command lines) printed verbatim."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_sections = False
+
+    def start_section(self, heading: str | None) -> None:
+        self._in_sections = True  # the description is added before the option sections, the epilog after them
+        super().start_section(heading)
+
+    def add_text(self, text: str | None) -> None:
+        if self._in_sections or text is None or text is argparse.SUPPRESS:
+            super().add_text(text)
+        else:
+            self._add_item(self._format_description, [text])
+
+    def _format_description(self, text: str) -> str:
+        if "%(prog)" in text:
+            text = text % {"prog": self._prog}
+        width = max(min(self._width, 100) - self._current_indent, 11)
+        indent = " " * self._current_indent
+        paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+        return (
+            "\n\n".join(textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) for p in paragraphs)
+            + "\n\n"
+        )
+
 
 EVAL_EXAMPLES = """\
 examples:
@@ -376,32 +408,44 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _add_ls(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list the shipped suites (with their datasets), recipes and index specs")
+    p = sub.add_parser(
+        "ls",
+        help="list the shipped suites (with their datasets), recipes and index specs",
+        description="List what can be named instead of a path: the shipped suites (`eval --suite`) with their "
+        "datasets, the recipes (`train`) and the index specs (`--spec`, `--index`).",
+    )
     p.set_defaults(func=_cmd_ls)
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    """``rows`` (of equal length) as lines of left-aligned columns, each as wide as its longest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from .catalog import list_index_specs, list_recipes, list_suites, load_index_spec, load_recipe_by_name, load_suite
+    from .types import plural
 
-    for name, path in list_suites().items():
-        suite = load_suite(path)
+    suites = [(name, path, load_suite(path)) for name, path in list_suites().items()]
+    width = max((len(d.name) for *_, suite in suites for d in suite.datasets), default=0)
+    for name, path, suite in suites:  # dataset names padded alike in every suite
         print(f"suite {name}  ({path})")
         print(textwrap.indent(textwrap.fill(suite.description, 96), "  "))
         for d in suite.datasets:
             flags = [f"split={d.split}"]
             if d.subsets:
-                flags.append(f"{len(d.subsets)} subsets")
+                flags.append(plural(len(d.subsets), "subset"))
             if d.ignore_identical_ids:
                 flags.append("ignore_identical_ids")
-            print(f"    {d.name:<20} {' '.join(flags)}")
+            print(f"    {d.name:<{width}}  {' '.join(flags)}")
     print()
-    for name, path in list_recipes().items():
-        recipe = load_recipe_by_name(str(path))
-        print(f"recipe {name:<15} kind={recipe.kind:<7} loss={recipe.loss.name:<18} {recipe.description}")
+    recipes = [(name, load_recipe_by_name(str(path))) for name, path in list_recipes().items()]
+    rows = [[f"recipe {n}", f"kind={r.kind}", f"loss={r.loss.name}", r.description] for n, r in recipes]
+    print("\n".join(_columns(rows)))
     print()
-    for name, path in list_index_specs().items():
-        spec = load_index_spec(path)
-        print(f"index {name:<16} kind={spec.index.kind:<13} {spec.description}")
+    specs = [(name, load_index_spec(path)) for name, path in list_index_specs().items()]
+    print("\n".join(_columns([[f"index {n}", f"kind={s.index.kind}", s.description] for n, s in specs])))
     return 0
 
 
@@ -410,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mbert-retrieval",
         description="ModernBERT retrieval toolkit: train, index and evaluate single-vector and ColBERT retrievers.",
         epilog="Run `mbert-retrieval COMMAND --help` for a command's options and examples.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_log_options(parser, default=False)
@@ -431,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ls(sub)
     for command in _subcommands(parser):
         _add_log_options(command, default=argparse.SUPPRESS)  # `eval ... -q` as well as `-q eval ...`
+        command.formatter_class = HelpFormatter
     return parser
 
 

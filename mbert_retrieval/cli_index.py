@@ -15,6 +15,7 @@ import sys
 
 from .cli_options import add_index_dir_option
 from .errors import ConfigError
+from .types import plural
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,9 @@ examples:
       --query-prompt "search_query: " --document-prompt "search_document: " --out indexes/msmarco
 
   # a PLAID index with a ColBERT model (multi-vector / PyLate checkpoint, e.g. lightonai/GTE-ModernColBERT-v1)
-  mbert-retrieval index build --model lightonai/GTE-ModernColBERT-v1 --corpus data/scifact \
+  mbert-retrieval index build --model lightonai/GTE-ModernColBERT-v1 --corpus data/scifact \\
       --spec plaid --document-length 300 --out indexes/scifact-plaid
-  mbert-retrieval search --index indexes/scifact-plaid "how do statins work"
+  mbert-retrieval search --index-dir indexes/scifact-plaid "how do statins work"
 
   # encode on 4 GPUs (or 2 CPU processes with gloo); rank 0 writes the index (FAISS specs)
   torchrun --nproc_per_node 4 -m mbert_retrieval index build --model PATH --corpus corpus.jsonl \\
@@ -246,8 +247,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         return 0
     reused = f", {result.reused_shards} reused from an interrupted run" if result.reused_shards else ""
     print(
-        f"built {result.factory} index of {result.n_docs:,} documents ({result.dim}-dim) in {result.path} "
-        f"in {_seconds(result.seconds['total'])} ({result.encoded_shards} shards encoded{reused})"
+        f"built {result.factory} index of {plural(result.n_docs, 'document')} ({result.dim}-dim) in {result.path} "
+        f"in {_seconds(result.seconds['total'])} ({plural(result.encoded_shards, 'shard')} encoded{reused})"
     )
     return 0
 
@@ -275,7 +276,9 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     if result is None:
         return 0
     replaced = f", replaced {result.replaced:,}" if result.replaced else ""
-    print(f"added {result.added:,} documents{replaced} to {result.path}: {result.n_docs:,} documents now")
+    print(
+        f"added {plural(result.added, 'document')}{replaced} to {result.path}: {plural(result.n_docs, 'document')} now"
+    )
     return 0
 
 
@@ -289,7 +292,8 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         return 0
     enc = m.get("encoder") or {}
     build = m.get("build") or {}
-    print(f"{args.index}: {m['kind']} {m.get('factory', '')} ({m.get('spec_name', '?')}), {m['n_docs']:,} documents")
+    spec = f"{m['kind']} {m.get('factory', '')} ({m.get('spec_name', '?')})"
+    print(f"{args.index}: {spec}, {plural(m['n_docs'], 'document')}")
     print(f"  encoder   {enc.get('name')} dim {m['dim']}, max_seq_length {enc.get('max_seq_length')}")
     print(f"            fingerprint {enc.get('fingerprint')}")
     print(f"  built     {m.get('created')} from {build.get('corpus')} in {build.get('seconds', {}).get('total')} s")
@@ -340,10 +344,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
             else:
-                width = max((len(h.id) for h in hits), default=2)
+                width = max([len(h.id) for h in hits] + [2])
+                print(f"{'rank':>4}  {'score':>8}  {'id':<{width}}  text")
                 for h in hits:
                     text = (h.snippet or "")[:120]
-                    print(f"{h.rank:>3}  {h.score:8.4f}  {h.id:<{width}}  {text}")
+                    print(f"{h.rank:>4}  {h.score:8.4f}  {h.id:<{width}}  {text}")
             return 0
         index.encoder  # noqa: B018 - load it before the clock starts
         t = time.perf_counter()
@@ -354,7 +359,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - t
             write_run(args.out, run, tag=f"mbert-retrieval_{Path(args.index_dir).name}")
             print(
-                f"searched {len(queries):,} queries (top {k}) in {_seconds(seconds)}: {args.out}",
+                f"searched {plural(len(queries), 'query', 'queries')} (top {k}) in {_seconds(seconds)}: {args.out}",
                 file=sys.stderr,
             )
             if qrels is not None:

@@ -8,9 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-QUICKSTART_EXAMPLES = """\
+# What the runs build and how long the default one takes, for the help text. Written here, not imported
+# from quickstart.py / encoders.modernbert (that would load pydantic and numpy for every --help);
+# tests/test_cli.py holds them equal to quickstart.SIZES, encoders.modernbert.MODEL_SIZES and the
+# default run's time in docs/quickstart.md.
+MODEL = "4 x 128"  # layers x hidden size of MODEL_SIZES["mini"], the model of both sizes
+TINY_EXAMPLES, TINY_STEPS = 900, 20
+MINUTES = 2  # the default run on 2 CPU cores: 2 min 06 s measured
+SIZE_HELP = (
+    f"small (default): all examples, {MODEL} model, the recipes' steps; "
+    f"tiny: {TINY_EXAMPLES} examples, {MODEL} model, {TINY_STEPS} steps"
+)
+
+QUICKSTART_EXAMPLES = f"""\
 examples:
-  # the whole pipeline offline on this machine's Python standard library (about 5 minutes on 2 CPU cores)
+  # the whole pipeline offline on this machine's Python standard library (about {MINUTES} minutes on 2 CPU cores)
   mbert-retrieval quickstart
 
   # elsewhere, with a time budget: the training steps are chosen to fit about 10 minutes here
@@ -19,7 +31,7 @@ examples:
   # a real ModernBERT instead of the small one trained from scratch (hub id with network, or a local path)
   mbert-retrieval quickstart --model answerdotai/ModernBERT-base --out out/qs-mbert
 
-  # a reduced run (900 examples, 4 x 128 model, 20 steps; what the test runs)
+  # a reduced run ({TINY_EXAMPLES} examples, {MODEL} model, {TINY_STEPS} steps; what the test runs)
   mbert-retrieval quickstart --size tiny --out out/qs-tiny
 
 Stages: build data -> build model -> BM25 and untrained baselines -> train dense and ColBERT
@@ -44,7 +56,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--minutes",
         type=float,
         help="time budget: choose the training steps so the whole run takes about this long here "
-        "(default: the recipes' step counts, about 5 minutes on 2 CPU cores)",
+        f"(default: the recipes' step counts, about {MINUTES} minutes on 2 CPU cores)",
     )
     p.add_argument(
         "--model",
@@ -55,7 +67,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--size",
         choices=["small", "tiny"],
         default="small",
-        help="small (default): all examples, 6 x 256 model; tiny: 900 examples, 4 x 128 model, 20 steps",
+        help=SIZE_HELP,
     )
     p.add_argument("--overwrite", action="store_true", help="start over instead of reusing finished stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "report",
         help="compare eval results with the ModernBERT paper (Markdown, JSON, PNG; bootstrap CIs, paired tests)",
         description="Per dataset, our nDCG@10 next to the paper's (arXiv 2412.13663, copied in eval/reference/) "
-        "with the difference and a bootstrap 95%% interval over queries; a paired randomization test between "
+        "with the difference and a bootstrap 95% interval over queries; a paired randomization test between "
         "runs on the same dataset; and the Table 1 summary (BEIR mean over the datasets run, MLDR, "
         "CodeSearchNet, StackQA).",
         epilog=REPORT_EXAMPLES,
@@ -62,10 +62,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .metrics import parse_measure
     from .reference import paper_numbers
     from .report import build_report, load_results_folder, report_markdown, write_report
+    from .types import plural
 
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else [None] * len(args.out_dirs)
     if len(labels) != len(args.out_dirs):
-        raise ConfigError(f"--labels gives {len(labels)} labels for {len(args.out_dirs)} folders")
+        raise ConfigError(f"--labels gives {plural(len(labels), 'label')} for {plural(len(args.out_dirs), 'folder')}")
     if args.out is None and len(args.out_dirs) > 1:
         raise ConfigError("several OUT_DIRs: say where the report goes with --out")
     if args.resamples < 1 or args.test_resamples < 1:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .metrics import parse_measure
+from .types import plural
 
 DEFAULT_METRICS = ["nDCG@10", "R@100", "RR@10", "MAP@100"]
 
@@ -301,7 +302,7 @@ class FusionConfig(Strict):
     def _weights_match(self) -> FusionConfig:
         if self.weights is not None:
             if len(self.weights) != len(self.sources):
-                raise ValueError(f"{len(self.weights)} weights for {len(self.sources)} sources")
+                raise ValueError(f"{plural(len(self.weights), 'weight')} for {plural(len(self.sources), 'source')}")
             if any(w < 0 for w in self.weights):
                 raise ValueError("weights must be non-negative")
         return self

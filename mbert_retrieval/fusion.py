@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 from .metrics import rank
-from .types import Run
+from .types import Run, plural
 
 FUSION_METHODS = ("rrf", "weighted")
 NORMALISATIONS = ("minmax", "zscore")
@@ -31,7 +31,7 @@ def _weights(runs: Sequence[Run], weights: Sequence[float] | None) -> list[float
     if weights is None:
         return [1.0] * len(runs)
     if len(weights) != len(runs):
-        raise ValueError(f"{len(weights)} weights given for {len(runs)} runs")
+        raise ValueError(f"{plural(len(weights), 'weight')} given for {plural(len(runs), 'run')}")
     if any(w < 0 or not math.isfinite(w) for w in weights):
         raise ValueError(f"weights must be finite and non-negative, got {list(weights)}")
     return [float(w) for w in weights]

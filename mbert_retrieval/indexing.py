@@ -42,6 +42,7 @@ from .errors import ConfigError, DataError, OutputExistsError, OutputWriteError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 from .io import WRITE_ERRNOS, atomic_path, write_json
 from .lock import output_lock_if_main
+from .types import plural
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def prepare_work_dir(work_dir: Path, state: dict[str, Any], shard_size: int | No
             shutil.rmtree(work_dir / "shards")
         else:
             done = sum(1 for _ in (work_dir / "shards").glob("*/*/shard-*.npy"))
-            log.info("resuming the unfinished work in %s: %d shards already encoded", work_dir, done)
+            log.info("resuming the unfinished work in %s: %s already encoded", work_dir, plural(done, "shard"))
     write_json(build_file, {**state, "shard_size": shard_size, "started": (previous or {}).get("started", _now())})
     return shard_size
 
@@ -311,6 +312,26 @@ def _read_shard_size(work_dir: Path, state: dict[str, Any], shard_size: int | No
     except (OSError, ValueError, KeyError):
         pass
     return shard_size or SHARD_SIZE  # pragma: no cover - rank 0 always writes it first
+
+
+def log_truncated(encoder: Any, corpus: Corpus) -> int | None:
+    """Count and log the documents longer than the encoder reads, as ``eval`` does: ``SOURCE: N of M documents
+    exceed L tokens and are truncated to L`` (a warning when N > 0). ``None`` for an encoder that cannot count."""
+    count_truncated = getattr(encoder, "count_truncated", None)
+    if count_truncated is None:
+        return None
+    truncated = int(count_truncated(corpus.texts))
+    limit = getattr(encoder, "max_seq_length", None)
+    log.log(
+        logging.WARNING if truncated else logging.INFO,
+        "%s: %d of %d documents exceed %s tokens and are truncated to %s",
+        corpus.source,
+        truncated,
+        len(corpus),
+        limit,
+        limit,
+    )
+    return truncated
 
 
 def encode_in_shards(
@@ -338,7 +359,7 @@ def encode_in_shards(
         log.info("rank %d/%d: shards %s (%d encoded now)", dist.rank, dist.world_size, mine, len(shards.encoded))
     reused = len(mine) - len(shards.encoded)
     if reused:
-        log.info("%d of %d shards reused from an earlier, interrupted run", reused, len(mine))
+        log.info("%d of %s reused from an earlier, interrupted run", reused, plural(len(mine), "shard"))
     dist.barrier()
     return shards
 
@@ -359,7 +380,12 @@ def fill_index(index: Any, shards: Shards, *, seed: int = 0, progress: bool = Tr
     if not index.is_trained:
         t = time.perf_counter()
         sample = shards.sample(index.spec.train_sample, seed)
-        log.info("training %s on %d vectors sampled across %d shards", index.factory, len(sample), shards.n_shards)
+        log.info(
+            "training %s on %s sampled across %s",
+            index.factory,
+            plural(len(sample), "vector"),
+            plural(shards.n_shards, "shard"),
+        )
         index.train(sample, seed=seed)
         seconds["train"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -614,7 +640,7 @@ def build_index(
         if need > min(len(docs), faiss_spec.train_sample):
             raise ConfigError(
                 f"{faiss_spec.type} ({faiss_spec.factory_string()}) needs at least {need} training vectors; "
-                f"the corpus has {len(docs)} documents (train_sample {faiss_spec.train_sample}): "
+                f"the corpus has {plural(len(docs), 'document')} (train_sample {faiss_spec.train_sample}): "
                 "lower nlist/nbits in the spec, or use faiss-flat / faiss-hnsw for a corpus this small"
             )
         dist = distributed_context()
@@ -643,6 +669,7 @@ def build_index(
                     f"({spec_name!r} is a FAISS index, one vector per document)"
                 )
             FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
+            truncated = log_truncated(encoder, docs) if dist.is_main else None
             work = Path(work_dir) if work_dir is not None else default_work_dir(out)
             t = time.perf_counter()
             shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
@@ -664,6 +691,7 @@ def build_index(
                     "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
                     "corpus_format": docs.format,
                     "corpus_warnings": docs.warnings,
+                    "truncated_documents": truncated,
                     "shard_size": shards.shard_size,
                     "n_shards": shards.n_shards,
                     "world_size": dist.world_size,
@@ -769,6 +797,7 @@ def build_multivector_index(
                 f"index spec {spec_name!r} is a {index_spec.kind} index over token vectors; {cfg.model} is a "
                 f"{getattr(encoder, 'kind', 'dense')} encoder (use a FAISS spec, or a ColBERT model)"
             )
+        truncated = log_truncated(encoder, docs)
         work = Path(work_dir) if work_dir is not None else default_work_dir(out)
         seconds = {"encode": 0.0, "index": 0.0}
         encoded_before = _cached_shard_count(work)
@@ -810,6 +839,7 @@ def build_multivector_index(
                     "corpus": str(Path(docs.source).resolve()) if Path(docs.source).exists() else docs.source,
                     "corpus_format": docs.format,
                     "corpus_warnings": docs.warnings,
+                    "truncated_documents": truncated,
                     "work_dir": str(work),
                 },
                 "created": _now(),
@@ -892,7 +922,8 @@ def add_documents(
             shown = ", ".join(map(repr, dupes[:3])) + (", ..." if len(dupes) > 3 else "")
             raise DataError(
                 docs.source,
-                f"{len(dupes)} document ids are already in the index ({shown}); pass --replace to replace them",
+                f"{plural(len(dupes), 'document id')} {'is' if len(dupes) == 1 else 'are'} already in the index "
+                f"({shown}); pass --replace to replace them",
             )
         if dupes and spec.type == "hnsw":
             raise ConfigError(

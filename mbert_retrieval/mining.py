@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .io import write_json, write_lines
+from .types import plural
 
 log = logging.getLogger(__name__)
 
@@ -308,13 +309,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"# Mined negatives: {summary['out']}",
         "",
         f"- source: {summary['source']}; model: {summary['model']}; index: {summary['index']}",
-        f"- {summary['rows_written']:,} of {summary['rows_in']:,} rows written with {o['num_negatives']} negatives "
+        f"- {summary['rows_written']:,} of {plural(summary['rows_in'], 'row')} written with "
+        f"{plural(o['num_negatives'], 'negative')} "
         f"({summary['rows_dropped_too_few_negatives']:,} dropped: too few eligible candidates)",
         f"- rank window [{o['range_min']}, {o['range_max']}), absolute margin {o['absolute_margin']}, "
         f"relative margin {o['relative_margin']}, max score {o['max_score']}, sampling {o['sampling']}",
         "- skipped candidates: " + ", ".join(f"{k} {v:,}" for k, v in summary["candidates_skipped"].items()),
         f"- positive scores: {summary['positive_scores']}",
         f"- negative scores: {summary['negative_scores']}",
-        f"- {summary['documents']:,} documents, {summary['queries']:,} queries, {summary['seconds']} s",
+        f"- {plural(summary['documents'], 'document')}, {plural(summary['queries'], 'query', 'queries')}, "
+        f"{summary['seconds']} s",
     ]
     return "\n".join(lines)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .io import atomic_path
 
@@ -23,6 +25,20 @@ def grouped_bar_chart(
     path: str | Path, categories: Sequence[str], series: Sequence[BarSeries], *, title: str, ylabel: str
 ) -> Path:
     """Grouped bars (one group per category, one bar per series) with interval whiskers; written atomically."""
+    fig = bar_figure(categories, series, title=title, ylabel=ylabel)
+    import matplotlib.pyplot as plt  # after bar_figure chose the Agg backend
+
+    try:
+        target = Path(path)
+        with atomic_path(target, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return target
+
+
+def bar_figure(categories: Sequence[str], series: Sequence[BarSeries], *, title: str, ylabel: str) -> Any:
+    """The figure ``grouped_bar_chart`` saves (the caller closes it), its title wrapped to fit its width."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -60,16 +76,25 @@ def grouped_bar_chart(
         ax.set_xticks(range(n_cat))
         ax.set_xticklabels(categories, rotation=30 if n_cat > 4 else 0, ha="right" if n_cat > 4 else "center")
         ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="best")
         ax.grid(axis="y", linewidth=0.3)
-        fig.tight_layout()
-        target = Path(path)
-        with atomic_path(target, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
+        _fit_title(fig, ax, title)
+    except BaseException:
         plt.close(fig)
-    return target
+        raise
+    return fig
 
 
-__all__ = ["BarSeries", "grouped_bar_chart"]
+def _fit_title(fig: Any, ax: Any, title: str) -> None:
+    """Set ``title`` on ``ax``, wrapped onto more lines until, with the figure laid out, it lies inside
+    the figure (a long title centred over the axes was cut at both edges)."""
+    renderer = fig.canvas.get_renderer()
+    for width in range(max(len(title), 1), 19, -5) or [max(len(title), 1)]:
+        ax.set_title(textwrap.fill(title, width), fontsize=10)
+        fig.tight_layout()
+        box = ax.title.get_window_extent(renderer)
+        if box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height:
+            break
+
+
+__all__ = ["BarSeries", "bar_figure", "grouped_bar_chart"]

@@ -43,6 +43,7 @@ from .errors import ConfigError, OutputExistsError
 from .io import write_json, write_text
 from .lock import output_lock
 from .recipes import Recipe
+from .types import plural
 from .versions import versions
 
 log = logging.getLogger(__name__)
@@ -680,6 +681,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         results_table(results),
         "",
+        "nDCG@10 and R@100 x100 (0.3282 is shown as 32.82); the gains below are on the 0-1 scale.",
         "trained - untrained nDCG@10: "
         + ", ".join(
             f"{k} {v['nDCG@10_gain']:+.4f} ({'passes' if v['passed'] else 'below'} the {v['bar']:.2f} bar)"
@@ -688,7 +690,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         _hybrid_line(results["rows"]),
         f"stages: {stage_times}",
         f"total: {_fmt_seconds(results['seconds_total'])}"
-        + (f" ({len(results['reused_stages'])} stages reused from an earlier run)" if results["reused_stages"] else ""),
+        + (
+            f" ({plural(len(results['reused_stages']), 'stage')} reused from an earlier run)"
+            if results["reused_stages"]
+            else ""
+        ),
     ]
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ def _fmt(value: float | None, scale: float) -> str:
 
 def markdown_table(results: dict[str, Any], *, scale: float = 100.0) -> str:
     """One row per dataset, one column per metric (x100 as the paper prints them), plus a mean row
-    over the datasets shown when there are several."""
+    over the datasets shown when there are several, and a line under the table saying the scale."""
     metrics: list[str] = results["metric_names"]
     rows = results["metrics"]
     info = results.get("datasets", {})
@@ -44,6 +44,8 @@ def markdown_table(results: dict[str, Any], *, scale: float = 100.0) -> str:
     if len(rows) > 1:
         means = [_fmt(sum(v[m] for v in rows.values()) / len(rows), scale) for m in metrics]
         lines.append("| " + " | ".join([f"**mean ({len(rows)})**", "", "", "", *means]) + " |")
+    if scale != 1:
+        lines += ["", f"{', '.join(metrics)} x{scale:g} (0.6451 is shown as {_fmt(0.6451, scale)})."]
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .indexes.manifest import check_encoder, read_manifest
-from .types import Run
+from .types import Run, plural
 
 
 def _load_plaid(path: Path) -> Any:
@@ -115,7 +115,10 @@ class SearchIndex:
             snippets = Snippets(path)
             if len(snippets) != manifest["n_docs"]:
                 snippets.close()
-                raise DataError(path / SNIPPETS_FILE, f"{len(snippets)} snippets for {manifest['n_docs']} documents")
+                raise DataError(
+                    path / SNIPPETS_FILE,
+                    f"{plural(len(snippets), 'snippet')} for {plural(manifest['n_docs'], 'document')}",
+                )
         elif listed:
             missing = SNIPPETS_FILE if not (path / SNIPPETS_FILE).is_file() else SNIPPET_OFFSETS_FILE
             raise DataError(path / missing, "missing: the index folder is incomplete")

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .io import write_json, write_lines, write_text
 from .lock import output_lock_if_main
 from .recipes import Recipe, dump_recipe
+from .types import plural
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def batch_summary(recipe: Recipe, world_size: int = 1) -> dict[str, Any]:
         summary["cached_mini_batch"] = recipe.loss.mini_batch_size
     if recipe.training.num_devices and recipe.training.num_devices != world_size:
         summary["note"] = (
-            f"the recipe was written for {recipe.training.num_devices} devices "
+            f"the recipe was written for {plural(recipe.training.num_devices, 'device')} "
             f"(global batch {t.batch_size * t.gradient_accumulation_steps * recipe.training.num_devices}); "
             f"here {world_size}: raise gradient_accumulation_steps to keep the global batch, "
             "but in-batch negatives per forward pass stay per device"

@@ -19,6 +19,12 @@ def document_text(title: str | None, text: str | None) -> str:
     return f"{title or ''} {text or ''}".strip()
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count and its noun for messages: ``plural(1, "shard")`` -> ``"1 shard"``, ``plural(1234, "document")``
+    -> ``"1,234 documents"``, ``plural(2, "query", "queries")`` -> ``"2 queries"`` (``many``: the irregular plural)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
 @dataclass
 class RetrievalDataset:
     """One evaluation dataset, loaded: the corpus, the queries that have judgements, the qrels.
@@ -48,6 +54,6 @@ class RetrievalDataset:
     def summary(self) -> str:
         n_judged = sum(len(d) for d in self.qrels.values())
         return (
-            f"{self.name} [{self.split}]: {self.n_docs:,} documents, {len(self.queries):,} queries, "
-            f"{n_judged:,} judgements"
+            f"{self.name} [{self.split}]: {plural(self.n_docs, 'document')}, "
+            f"{plural(len(self.queries), 'query', 'queries')}, {plural(n_judged, 'judgement')}"
         )

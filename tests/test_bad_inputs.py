@@ -439,7 +439,7 @@ ROWS: dict[str, Row] = {
     ),
     "corpus-whitespace-only-text-skipped": Row(
         lambda e: [*e.build('{"_id": "a", "text": "x"}\n{"_id": "b", "title": "", "text": ""}\n'), "--skip-blank"],
-        ["corpus.jsonl: skipped 1 blank documents (the first on line 2, id 'b')"],
+        ["corpus.jsonl: skipped 1 blank document (the first on line 2, id 'b')"],
         warning=True,
     ),
     "corpus-empty-text-in-eval-kept": Row(

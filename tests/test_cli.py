@@ -200,3 +200,90 @@ def test_train_overrides_after_an_option(tmp_path: Path, data_dir: Path, capsys)
     assert "epochs: 3" in out and str(tmp_path / "o") in out
     with pytest.raises(SystemExit):
         main(["train", "scifact-dense", "--dry-run", "--no-such-option"])
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """``mbert-retrieval ARGV --help`` through ``main``: its exit code 0 checked, its text returned."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0, argv
+    return capsys.readouterr().out
+
+
+def test_every_help_is_tidy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Every command and action (``index build/add/info`` included): a description, filled to at most 100
+    columns on a wide terminal; no doubled percent; example command lines with no swallowed line break."""
+    import re
+
+    from mbert_retrieval.cli import _subcommands, build_parser
+
+    monkeypatch.setenv("COLUMNS", "200")
+    parser = build_parser()
+    paths = [[]] + [p.prog.split()[1:] for p in _subcommands(parser)]
+    assert ["index", "build"] in paths and ["index", "info"] in paths and ["validate"] in paths and ["ls"] in paths
+    for path in paths:
+        text = _help(path, capsys)
+        assert "%%" not in text, path
+        blocks = text.split("\n\n")
+        assert blocks[0].startswith("usage:"), path
+        description = []
+        for block in blocks[1:]:
+            if re.match(r"^[a-zA-Z][^\n]*:\n", block + "\n") and block.splitlines()[0].endswith(":"):
+                break  # the first section ("positional arguments:", "options:")
+            description += block.splitlines()
+        assert description, f"`{' '.join(path)} --help` has no description"
+        assert max(map(len, description)) <= 100, (path, description)
+        lines = text.splitlines()
+        commands = [
+            line
+            for i, line in enumerate(lines)
+            if line.strip().startswith(("mbert-retrieval ", "torchrun ", "python "))
+            or (i and lines[i - 1].endswith("\\"))
+        ]
+        for line in commands:
+            command = re.sub(r"\s+#.*$", "", line)  # aligned trailing comments are fine
+            assert not re.search(r"\S {5,}\S", command), (path, line)  # a continuation line joined onto this one
+
+
+def test_quickstart_help_is_what_it_builds(capsys: pytest.CaptureFixture) -> None:
+    """The sizes and the time `quickstart --help` states are the code's (and the measured run's)."""
+    import re
+
+    from mbert_retrieval.encoders.modernbert import MODEL_SIZES
+    from mbert_retrieval.quickstart import SIZES
+
+    text = " ".join(_help(["quickstart"], capsys).split())
+    model = {name: MODEL_SIZES[s.model] for name, s in SIZES.items()}
+    shape = {name: f"{m['num_hidden_layers']} x {m['hidden_size']} model" for name, m in model.items()}
+    assert SIZES["small"].max_docs is None and SIZES["small"].steps is None
+    assert f"small (default): all examples, {shape['small']}, the recipes' steps" in text
+    assert f"tiny: {SIZES['tiny'].max_docs} examples, {shape['tiny']}, {SIZES['tiny'].steps} steps" in text
+    assert "6 x 256" not in text
+    # the default run's time: docs/quickstart.md's measured total, rounded to minutes
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    minutes, seconds = map(int, re.search(r"^total: (\d+) min (\d+) s", doc, re.M).groups())
+    stated = {int(m) for m in re.findall(r"about (\d+) minutes on 2 CPU cores", text)}
+    assert stated == {round(minutes + seconds / 60)}, stated
+
+
+def test_ls_columns_line_up(capsys: pytest.CaptureFixture) -> None:
+    assert main(["ls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    datasets = [line for line in lines if line.startswith("    ")]
+    recipes = [line for line in lines if line.startswith("recipe ")]
+    indexes = [line for line in lines if line.startswith("index ")]
+    assert len(datasets) > 10 and len(recipes) > 3 and len(indexes) > 3
+    assert len({line.index(" split=") for line in datasets}) == 1  # one column across all suites
+    for block, columns in ((recipes, [" kind=", " loss="]), (indexes, [" kind="])):
+        for column in columns:
+            assert len({line.index(column) for line in block}) == 1, column
+    assert "12 subsets" in " ".join(datasets) and "1 subsets" not in " ".join(datasets)
+
+
+def test_plural() -> None:
+    from mbert_retrieval.types import plural
+
+    assert plural(1, "shard") == "1 shard" and plural(0, "shard") == "0 shards" and plural(2, "shard") == "2 shards"
+    assert plural(1234, "document id") == "1,234 document ids"
+    assert plural(1, "query", "queries") == "1 query" and plural(3, "query", "queries") == "3 queries"

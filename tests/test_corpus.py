@@ -95,9 +95,9 @@ def test_blank_documents_refused_unless_skipped(tmp_path: Path, caplog: pytest.L
         load_corpus_input(path)
     c = load_corpus_input(path, skip_blank=True)
     assert c.ids == ["a"] and c.warnings == {"blank documents (skipped)": 1}
-    assert "skipped 1 blank documents (the first on line 2, id 'b')" in caplog.text
+    assert "skipped 1 blank document (the first on line 2, id 'b')" in caplog.text
     only_blank = _jsonl(tmp_path / "blank.jsonl", [{"_id": "a", "text": ""}])
-    with pytest.raises(DataError, match=r"holds no documents \(1 blank documents skipped\)"):
+    with pytest.raises(DataError, match=r"holds no documents \(1 blank document skipped\)"):
         load_corpus_input(only_blank, skip_blank=True)
     # a blank document's id still counts for duplicates
     dup = _jsonl(tmp_path / "dup.jsonl", [{"_id": "a", "text": ""}, {"_id": "a", "text": "x"}])

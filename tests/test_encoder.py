@@ -107,3 +107,49 @@ def test_real_minilm_weights(minilm_path: str) -> None:
     )
     sims = (q @ docs.T)[0]
     assert sims[0] > 0.5 > sims[1]
+
+
+@pytest.fixture(scope="module")
+def mlm_checkpoint(tiny_modernbert: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny ModernBERT saved with a masked-LM head: loading it as an encoder makes transformers
+    print its load report (the head's weights UNEXPECTED)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-mlm")
+    AutoModelForMaskedLM.from_pretrained(tiny_modernbert).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_modernbert).save_pretrained(out)
+    return str(out)
+
+
+@pytest.mark.parametrize("kind", ["dense", "colbert"])
+def test_python_api_loads_quietly(mlm_checkpoint: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From Python (no CLI, set_quiet untouched) transformers' load chatter stays out, and its settings are
+    restored after the load; set_quiet(False) shows it (the CLI's -v)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from mbert_retrieval.encoders import load_encoder
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    hf_logger = logging.getLogger("transformers")  # propagate=False: caplog would not see it
+    handler = Keep()
+    hf_logger.addHandler(handler)
+    monkeypatch.setattr(backend, "_QUIET", None)  # the Python default (CLI tests set it for the process)
+    before = hf_logging.get_verbosity()
+    try:
+        hf_logging.set_verbosity_warning()
+        load_encoder(mlm_checkpoint, kind, show_progress=False)
+        assert not [r for r in records if "LOAD REPORT" in r.getMessage()]
+        assert hf_logging.get_verbosity() == logging.WARNING  # left as found
+        backend.set_quiet(False)
+        load_encoder(mlm_checkpoint, kind, show_progress=False)
+        assert [r for r in records if "LOAD REPORT" in r.getMessage()]  # the check above is not vacuous
+    finally:
+        hf_logger.removeHandler(handler)
+        hf_logging.set_verbosity(before)

@@ -61,7 +61,7 @@ def test_fuse_dispatch_and_errors() -> None:
     assert fuse([A, B], "weighted", normalisation="zscore") == weighted_score_fusion([A, B], normalisation="zscore")
     with pytest.raises(ValueError, match="unknown fusion method"):
         fuse([A, B], "combsum")
-    with pytest.raises(ValueError, match="2 weights given for 1 runs"):
+    with pytest.raises(ValueError, match=r"2 weights given for 1 run$"):
         fuse([A], weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="non-negative"):
         fuse([A, B], weights=[1.0, -1.0])

@@ -200,6 +200,28 @@ def test_spec_errors_come_before_any_encoding(tmp_path: Path, encoder, monkeypat
     assert never.calls == 0 and not list(tmp_path.glob("*.partial"))
 
 
+def test_cli_build_reports_shards_and_truncated_documents(
+    tmp_path: Path, tiny_modernbert: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`index build` says how many documents the encoder cuts (as eval does), and counts in the singular."""
+    import logging
+
+    from mbert_retrieval.cli import main
+
+    package_logger = logging.getLogger("mbert_retrieval")  # main's stderr handler is not left to later tests
+    monkeypatch.setattr(package_logger, "handlers", [])
+    monkeypatch.setattr(package_logger, "propagate", package_logger.propagate)
+
+    long = {"_id": "long", "title": "", "text": " ".join(WORDS * 30)}  # 300 words: far over 64 tokens
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [*make_docs(5), long])
+    argv = ["index", "build", "--model", tiny_modernbert, "--corpus", str(corpus), "--spec", "faiss-flat"]
+    assert main([*argv, "--out", str(tmp_path / "idx"), "--max-seq-length", "64", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{corpus}: 1 of 6 documents exceed 64 tokens and are truncated to 64" in err
+    assert "built Flat index of 6 documents (64-dim)" in out and "(1 shard encoded)" in out
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["build"]["truncated_documents"] == 1
+
+
 def test_add_appends_and_replaces(tmp_path: Path, encoder, tiny_modernbert: str) -> None:
     base = make_docs(10)
     build_index(
@@ -210,6 +232,8 @@ def test_add_appends_and_replaces(tmp_path: Path, encoder, tiny_modernbert: str)
     dup = make_docs(3, start=8)  # d8, d9 exist; d10 is new
     with pytest.raises(DataError, match=r"2 document ids are already in the index \('d8', 'd9'\); pass --replace"):
         add_documents(tmp_path / "idx", write_jsonl(tmp_path / "dup.jsonl", dup), progress=False)
+    with pytest.raises(DataError, match=r": 1 document id is already in the index \('d9'\); pass --replace"):
+        add_documents(tmp_path / "idx", write_jsonl(tmp_path / "dup.jsonl", make_docs(2, start=9)), progress=False)
     assert folder_state(tmp_path / "idx") == before
 
     new = make_docs(4, start=10)

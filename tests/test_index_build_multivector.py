@@ -41,8 +41,11 @@ def test_plaid_and_exact_through_the_cli_agree_with_brute_force(
     common += ["--document-length", "48", "--query-length", "16", "--batch-size", "8"]
     for spec in ("plaid", "voyager", "exact-maxsim"):
         assert main(["index", "build", *common, "--spec", spec, "--out", str(tmp_path / spec)]) == 0
-        assert f"built {spec} index of 120 documents (128-dim)" in capsys.readouterr().out
+        out, err = capsys.readouterr()
+        assert f"built {spec} index of 120 documents (128-dim)" in out
+        assert f"{corpus}: 0 of 120 documents exceed 48 tokens and are truncated to 48" in err  # as eval says
         manifest = json.loads((tmp_path / spec / "manifest.json").read_text())
+        assert manifest["build"]["truncated_documents"] == 0
         assert (manifest["kind"], manifest["n_docs"], manifest["encoder"]["kind"]) == (spec, 120, "colbert")
     assert not (tmp_path / "plaid.partial").exists()  # the token-vector shards are removed after success
 

@@ -70,7 +70,11 @@ def test_every_stage_runs_and_training_helps(tiny_run: tuple[Path, str]) -> None
     # one table, the paths and the example query are printed; the table is also in results.md
     assert printed.count("| retriever |") == 1
     assert "BM25" in printed and "example query" in printed and str(out / "results.json") in printed
-    assert "| retriever |" in (out / "results.md").read_text(encoding="utf-8")
+    md = (out / "results.md").read_text(encoding="utf-8")
+    assert "| retriever |" in md
+    # the table's metrics are x100, the gains under it are not: said under the table
+    table_end = md.index("\n\n", md.index("| retriever |"))
+    assert md[table_end:].startswith("\n\nnDCG@10 and R@100 x100 (0.3282 is shown as 32.82); the gains below")
 
 
 def test_outputs_load_with_the_toolkit(tiny_run: tuple[Path, str]) -> None:

@@ -132,7 +132,7 @@ def test_training_data_loaders(tmp_path: Path, data_dir: Path) -> None:
         '{"query": "q", "positive": "p", "negatives": ["a", "b"]}\n'
         '{"query": "q2", "positive": "p2", "negatives": ["c"]}\n'
     )
-    with pytest.raises(DataError, match=r"t.jsonl:2: 1 negatives where the first row has 2"):
+    with pytest.raises(DataError, match=r"t.jsonl:2: 1 negative where the first row has 2"):
         training.triples(jsonl)
     real = training.triples(data_dir / "msmarco-triples-sample" / "triples.tsv")
     assert len(real) == 100 and real.column_names == ["query", "positive", "negative_1"]
@@ -380,7 +380,7 @@ def test_shipped_recipe_from_another_folder(tmp_path: Path, monkeypatch, capsys,
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--dry-run", str(repo / "recipes" / "scifact-colbert.yaml")]) == 1
     err = capsys.readouterr().err
-    assert "scifact-colbert.yaml:20: data.train.path: ../shared/data/scifact: not found (looked beside" in err
+    assert "scifact-colbert.yaml:21: data.train.path: ../shared/data/scifact: not found (looked beside" in err
     assert (
         str(repo / "shared" / "data" / "scifact") in err and str(tmp_path.parent / "shared" / "data" / "scifact") in err
     )

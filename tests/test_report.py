@@ -148,6 +148,46 @@ def test_report_on_an_eval_folder(beir_run: Path, capsys: pytest.CaptureFixture)
     _is_png(beir_run / "report.png")
 
 
+def test_report_png_title_fits_the_figure(beir_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's long title is wrapped to lie inside the figure (it was cut at both edges), checked on
+    the figure `report` saves, with the renderer's extents, before it is saved."""
+    from matplotlib.figure import Figure
+
+    saved: list[tuple[str, bool]] = []
+    original = Figure.savefig
+
+    def checked_savefig(fig: Figure, *args, **kwargs) -> None:
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        box = ax.title.get_window_extent(renderer)
+        inside = box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0 and box.y1 <= fig.bbox.height
+        saved.append((ax.title.get_text(), inside))
+        original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_savefig)
+    assert main(["-q", "report", str(beir_run)]) == 0
+    ((title, inside),) = saved
+    assert inside, title
+    assert (
+        title.replace("\n", " ") == "nDCG@10 x100 per dataset: ours vs ModernBERT-base (DPR) (bars: 95% bootstrap CI)"
+    )
+    assert "\n" in title  # too long for one line of this 6-inch figure
+    _is_png(beir_run / "report.png")
+
+
+def test_markdown_table_says_the_values_are_x100(beir_run: Path) -> None:
+    from mbert_retrieval.report import markdown_table
+
+    results = json.loads((beir_run / "results.json").read_text(encoding="utf-8"))
+    table = (beir_run / "results.md").read_text(encoding="utf-8")
+    assert table == markdown_table(results) + "\n"
+    *_, blank, note = table.splitlines()
+    value = results["metrics"]["scifact"]["nDCG@10"]
+    assert f"| scifact | test | 12 | 30 | {100 * value:.2f} |" in table
+    assert blank == "" and note == "nDCG@10, R@100, RR@10, MAP@100 x100 (0.6451 is shown as 64.51)."
+    assert markdown_table(results, scale=1).splitlines()[-1].startswith("| **mean (2)**")  # unscaled: no note
+
+
 def test_intervals_recomputed_from_runs_and_qrels(beir_run: Path, tmp_path: Path) -> None:
     assert main(["report", str(beir_run), "--out", str(tmp_path / "r1")]) == 0
     first = json.loads((tmp_path / "r1" / "report.json").read_text(encoding="utf-8"))

@@ -56,8 +56,10 @@ def test_build_prints_a_summary(built: Path, capsys: pytest.CaptureFixture) -> N
 def test_search_single_query_text_and_json(built: Path, capsys: pytest.CaptureFixture) -> None:
     capsys.readouterr()
     assert run_cli(["search", "--index", str(built), "Read a text file line by line", "-k", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["rank", "score", "id", "text"]
     assert len(lines) == 3 and lines[0].split()[0] == "1"
+    assert header.index("score") + len("score") == lines[0].index(lines[0].split()[1]) + len(lines[0].split()[1])
     assert run_cli(["search", "--index-dir", str(built), "Read a text file line by line", "-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert [h["rank"] for h in hits] == [1, 2, 3] and set(hits[0]) == {"rank", "id", "score", "snippet"}
@@ -130,7 +132,7 @@ def test_index_add_through_the_cli(built: Path, tmp_path: Path, capsys: pytest.C
     new.write_text(json.dumps({"_id": "py7", "text": "Format dates with datetime.strftime."}) + "\n")
     capsys.readouterr()
     assert run_cli(["index", "add", str(idx), "--corpus", str(new), "--no-progress"]) == 0
-    assert "added 1 documents to" in capsys.readouterr().out
+    assert "added 1 document to" in capsys.readouterr().out
     with SearchIndex.load(idx) as index:
         assert len(index) == len(DOCS) + 1
         (hits,) = index.search("Format dates with datetime.strftime.", k=1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..types import document_text
+from ..types import document_text, plural
 from .beir import _get_id, _get_str, find_file, iter_jsonl, iter_lines
 
 log = logging.getLogger(__name__)
@@ -145,13 +145,13 @@ def load_corpus_input(path: str | Path, *, skip_blank: bool = False) -> Corpus:
         ids.append(doc_id)
         texts.append(text)
     if not ids:
-        reason = f" ({warnings['blank documents (skipped)']} blank documents skipped)" if warnings else ""
+        reason = f" ({plural(warnings['blank documents (skipped)'], 'blank document')} skipped)" if warnings else ""
         raise DataError(file, f"the corpus holds no documents{reason}")
     if first_blank is not None:
         log.warning(
-            "%s: skipped %d blank documents (the first on line %d, id %r)",
+            "%s: skipped %s (the first on line %d, id %r)",
             file,
-            warnings["blank documents (skipped)"],
+            plural(warnings["blank documents (skipped)"], "blank document"),
             *first_blank,
         )
     return Corpus(ids=ids, texts=texts, source=str(path), format=fmt, warnings=dict(warnings))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..types import plural
 from .beir import load_beir_folder
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,9 @@ def triples(path: str | Path, max_rows: int | None = None):
             names = ["query", "positive"] + [f"negative_{i}" for i in range(1, width - 1)]
             columns = {n: [] for n in names}
         elif len(fields) != width:
-            raise DataError(path, f"{len(fields) - 2} negatives where the first row has {width - 2}", line=lineno)
+            raise DataError(
+                path, f"{plural(len(fields) - 2, 'negative')} where the first row has {width - 2}", line=lineno
+            )
         for name, value in zip(columns, fields, strict=True):
             columns[name].append(value)
         if max_rows and len(columns["query"]) >= max_rows:
@@ -141,7 +144,9 @@ def distillation(path: str | Path, n_ways: int = 32, max_rows: int | None = None
         if not isinstance(docs, list) or not isinstance(sc, list) or len(docs) != len(sc):
             raise DataError(path, "documents and scores must be lists of equal length", line=lineno, field="scores")
         if len(docs) < n_ways:
-            raise DataError(path, f"{len(docs)} documents, fewer than n_ways={n_ways}", line=lineno, field="documents")
+            raise DataError(
+                path, f"{plural(len(docs), 'document')}, fewer than n_ways={n_ways}", line=lineno, field="documents"
+            )
         try:
             values = [float(x) for x in sc[:n_ways]]
         except (TypeError, ValueError):
@@ -221,9 +226,11 @@ def mldr(
         for j, text in enumerate(texts[:num_negatives], start=1):
             columns[f"negative_{j}"].append(text)
     if short:
-        log.warning("%s: %d rows with fewer than %d negatives left out", where, short, num_negatives)
+        log.warning(
+            "%s: %s with fewer than %s left out", where, plural(short, "row"), plural(num_negatives, "negative")
+        )
     if not columns["query"]:
-        raise DataError(where, f"no row has {num_negatives} negative passages")
+        raise DataError(where, f"no row has {plural(num_negatives, 'negative passage')}")
     return _dataset(columns)
 
 

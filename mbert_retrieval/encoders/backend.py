@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MODERNBERT_MAX_LENGTH = 8192
-_QUIET = False
+_QUIET: bool | None = None
 _UNPAD = True
 
 
@@ -35,20 +37,36 @@ def unpad_default(unpad: bool | None = None) -> bool:
     return _UNPAD if unpad is None else unpad
 
 
-def set_quiet(quiet: bool = True) -> None:
-    """Silence transformers' load reports and weight-loading progress bars from now on."""
+def set_quiet(quiet: bool | None = True) -> None:
+    """transformers' load reports and weight-loading progress bars. ``True`` (the CLI without ``-v``):
+    silenced from the first model load on, for the rest of the process. ``False``: always shown.
+    ``None`` (the default, the Python API): silenced while our encoders load a model, transformers'
+    settings restored afterwards; shown when the ``mbert_retrieval`` logger is at DEBUG (the CLI's ``-v``).
+    Our own warnings are never silenced."""
     global _QUIET
     _QUIET = quiet
 
 
-def apply_verbosity() -> None:
-    """Called before a model is loaded (transformers resets its logger level on import)."""
-    if not _QUIET:
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Around a model load: transformers' load report and progress bars silenced as ``set_quiet`` says
+    (transformers resets its logger level on import, hence here and not once)."""
+    quiet = _QUIET if _QUIET is not None else not logging.getLogger("mbert_retrieval").isEnabledFor(logging.DEBUG)
+    if not quiet:
+        yield
         return
     from transformers.utils import logging as hf_logging
 
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if _QUIET is None:  # the Python API leaves transformers as it found it
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
 
 
 @dataclass(frozen=True)

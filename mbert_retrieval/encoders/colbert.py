@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import check_checkpoint
 from ..errors import ConfigError, MbertRetrievalError
-from .backend import Backend, apply_verbosity, fingerprint_module, plan_load, unpad_default, unpadded_path
+from .backend import Backend, fingerprint_module, plan_load, quiet_loading, unpad_default, unpadded_path
 from .unpadded import unpadded
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,6 @@ class ColBERTEncoder:
         seed: int = 0,
         unpad: bool | None = None,
     ) -> None:
-        apply_verbosity()
         if normalize is False:
             raise ConfigError("ColBERT token vectors are always L2-normalised (MaxSim is a sum of cosines)")
         if max_seq_length is not None and document_length is None:
@@ -242,17 +241,18 @@ class ColBERTEncoder:
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
         try:
-            self.model = build_colbert(
-                plan.source,
-                query_length=query_length,
-                document_length=document_length,
-                query_expansion=query_expansion,
-                embedding_size=embedding_size,
-                device=self.backend.device,
-                model_kwargs=plan.model_kwargs or None,
-                trust_remote_code=trust_remote_code,
-                seed=seed,
-            )
+            with quiet_loading():
+                self.model = build_colbert(
+                    plan.source,
+                    query_length=query_length,
+                    document_length=document_length,
+                    query_expansion=query_expansion,
+                    embedding_size=embedding_size,
+                    device=self.backend.device,
+                    model_kwargs=plan.model_kwargs or None,
+                    trust_remote_code=trust_remote_code,
+                    seed=seed,
+                )
         except ConfigError:
             raise
         except Exception as e:  # whatever the library raises: one line naming the model and the cause

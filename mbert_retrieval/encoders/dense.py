@@ -20,9 +20,9 @@ from ..errors import ConfigError, MbertRetrievalError
 from .backend import (
     MODERNBERT_MAX_LENGTH,
     Backend,
-    apply_verbosity,
     fingerprint_module,
     plan_load,
+    quiet_loading,
     unpad_default,
     unpadded_path,
 )
@@ -71,19 +71,19 @@ class DenseEncoder:
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
-        apply_verbosity()
         self.name = model
         plan = plan_load(model, device, attn_implementation)
         check_checkpoint(plan.source, trust_remote_code=trust_remote_code)
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
         try:
-            self.model = SentenceTransformer(
-                plan.source,
-                device=self.backend.device,
-                trust_remote_code=trust_remote_code,
-                model_kwargs=plan.model_kwargs or None,
-            )
+            with quiet_loading():
+                self.model = SentenceTransformer(
+                    plan.source,
+                    device=self.backend.device,
+                    trust_remote_code=trust_remote_code,
+                    model_kwargs=plan.model_kwargs or None,
+                )
         except Exception as e:  # whatever the library raises: one line naming the model and the cause
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MbertRetrievalError(f"cannot load model {model!r}: {first}") from e

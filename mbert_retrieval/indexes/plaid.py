@@ -38,7 +38,7 @@ import numpy as np
 from ..config import ExactMaxSimSpec, PlaidSpec
 from ..errors import ConfigError, DataError
 from ..io import write_lines
-from ..types import Run
+from ..types import Run, plural
 from .manifest import read_manifest, write_manifest
 from .maxsim import ExactMaxSimIndex, check_token_matrices
 
@@ -119,7 +119,8 @@ class PlaidIndex:
                 )
         except (RuntimeError, ValueError) as e:
             raise ConfigError(
-                f"PLAID could not be built from {len(mats)} documents / {sum(len(m) for m in mats)} token vectors "
+                f"PLAID could not be built from {plural(len(mats), 'document')} / "
+                f"{plural(sum(len(m) for m in mats), 'token vector')} "
                 f"({_first_line(e)}); use the exact-maxsim index or `fallback: exact` in the spec"
             ) from None
         self._plaid = backend
@@ -231,7 +232,9 @@ class PlaidIndex:
             raise _unloadable(self.folder, manifest, f"{BACKEND_DIR}/metadata.json: {_first_line(e)}") from None
         if n_backend != len(self.doc_ids):
             raise _unloadable(
-                self.folder, manifest, f"fast-plaid holds {n_backend} documents, {IDS_FILE} lists {len(self.doc_ids)}"
+                self.folder,
+                manifest,
+                f"fast-plaid holds {plural(n_backend, 'document')}, {IDS_FILE} lists {len(self.doc_ids)}",
             )
         printed = io.StringIO()  # fast-plaid prints its loading errors and leaves the index unloaded
         try:
