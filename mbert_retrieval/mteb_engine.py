@@ -585,7 +585,7 @@ def _run_eval_mteb(cfg: EvalConfig, *, encoder: Encoder | None, overwrite: bool,
     if cfg.encoder is None or cfg.encoder.model == "bm25":
         raise ConfigError("--engine mteb evaluates a model (dense or ColBERT); BM25 and --fuse run with --engine ours")
     if cfg.index is not None:
-        raise ConfigError("--index applies to --engine ours; MTEB searches exhaustively")
+        raise ConfigError("--spec applies to --engine ours; MTEB searches exhaustively")
     out = Path(cfg.out)
     results_path = out / RESULTS_FILE
     existing = None if overwrite else _read_results(results_path)

@@ -245,7 +245,7 @@ def test_engine_mteb_refuses_what_it_cannot_do(tmp_path: Path, small_beir: Path,
     assert main([*base, "--model", "bm25", "--out", str(tmp_path / "a")]) == 1
     assert "--engine mteb evaluates a model" in capsys.readouterr().err
     assert main([*base, "--model", "x", "--spec", "faiss-hnsw", "--out", str(tmp_path / "b")]) == 1
-    assert "--index applies to --engine ours" in capsys.readouterr().err
+    assert "--spec applies to --engine ours" in capsys.readouterr().err
 
 
 def test_known_mteb_task_names_exist() -> None:
