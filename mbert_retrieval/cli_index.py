@@ -60,7 +60,7 @@ examples:
   mbert-retrieval search --index-dir indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec
 
   # ... and its nDCG@10, R@100, RR@10, MAP@100 against the judgements (or: eval --index-dir)
-  mbert-retrieval search --index-dir indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec \
+  mbert-retrieval search --index-dir indexes/scifact-hnsw --queries data/scifact/queries.jsonl --out run.trec \\
       --qrels data/scifact/qrels/test.tsv
 
 The query encoder is the one recorded in the index's manifest.json; --model gives another copy of
