@@ -37,7 +37,7 @@ from .cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
 from .checkpoint import check_checkpoint
 from .config import EncoderConfig, FaissSpec, format_validation_error
 from .data.corpus import Corpus, load_corpus_input, snippet
-from .encoders import encoder_from_config
+from .encoders import encoder_from_config, log_truncated
 from .errors import ConfigError, DataError, OutputExistsError, OutputWriteError
 from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 from .io import WRITE_ERRNOS, atomic_path, write_json
@@ -116,16 +116,18 @@ def distributed_context() -> Distributed:
 # Encoders: built from options, or from what a manifest recorded
 
 
+def recorded_model(model: str) -> str:
+    """How a manifest names a model: a local folder by its absolute path, a hub id as given."""
+    local = Path(model).expanduser()
+    return str(local.resolve()) if local.exists() else model
+
+
 def encoder_record(encoder: Any, cfg: EncoderConfig) -> dict[str, Any]:
     """The settings that rebuild ``encoder`` (the effective ones, and the model as an absolute path)."""
     described = encoder.describe()
-    model = cfg.model
-    local = Path(model).expanduser()
-    if local.exists():
-        model = str(local.resolve())
     return {
         "kind": described.get("kind", cfg.kind),
-        "model": model,
+        "model": recorded_model(cfg.model),
         "max_seq_length": described.get("max_seq_length", cfg.max_seq_length),
         "query_prompt": described.get("query_prompt", cfg.query_prompt),
         "document_prompt": described.get("document_prompt", cfg.document_prompt),
@@ -312,26 +314,6 @@ def _read_shard_size(work_dir: Path, state: dict[str, Any], shard_size: int | No
     except (OSError, ValueError, KeyError):
         pass
     return shard_size or SHARD_SIZE  # pragma: no cover - rank 0 always writes it first
-
-
-def log_truncated(encoder: Any, corpus: Corpus) -> int | None:
-    """Count and log the documents longer than the encoder reads, as ``eval`` does: ``SOURCE: N of M documents
-    exceed L tokens and are truncated to L`` (a warning when N > 0). ``None`` for an encoder that cannot count."""
-    count_truncated = getattr(encoder, "count_truncated", None)
-    if count_truncated is None:
-        return None
-    truncated = int(count_truncated(corpus.texts))
-    limit = getattr(encoder, "max_seq_length", None)
-    log.log(
-        logging.WARNING if truncated else logging.INFO,
-        "%s: %d of %d documents exceed %s tokens and are truncated to %s",
-        corpus.source,
-        truncated,
-        len(corpus),
-        limit,
-        limit,
-    )
-    return truncated
 
 
 def encode_in_shards(
@@ -669,7 +651,7 @@ def build_index(
                     f"({spec_name!r} is a FAISS index, one vector per document)"
                 )
             FaissIndex(encoder.dim, faiss_spec, use_gpu=False)  # dimension checks (ivf-pq m) before any encoding
-            truncated = log_truncated(encoder, docs) if dist.is_main else None
+            truncated = log_truncated(encoder, docs.texts, docs.source) if dist.is_main else None
             work = Path(work_dir) if work_dir is not None else default_work_dir(out)
             t = time.perf_counter()
             shards = encode_in_shards(docs, encoder, work, shard_size=shard_size, dist=dist)
@@ -797,7 +779,7 @@ def build_multivector_index(
                 f"index spec {spec_name!r} is a {index_spec.kind} index over token vectors; {cfg.model} is a "
                 f"{getattr(encoder, 'kind', 'dense')} encoder (use a FAISS spec, or a ColBERT model)"
             )
-        truncated = log_truncated(encoder, docs)
+        truncated = log_truncated(encoder, docs.texts, docs.source)
         work = Path(work_dir) if work_dir is not None else default_work_dir(out)
         seconds = {"encode": 0.0, "index": 0.0}
         encoded_before = _cached_shard_count(work)
@@ -828,9 +810,7 @@ def build_multivector_index(
                 "encoder": described,
                 "encoder_load": {
                     "kind": "colbert",
-                    "model": str(Path(cfg.model).expanduser().resolve())
-                    if Path(cfg.model).expanduser().exists()
-                    else cfg.model,
+                    "model": recorded_model(cfg.model),
                     "trust_remote_code": cfg.trust_remote_code,
                     "batch_size": cfg.batch_size,
                 },

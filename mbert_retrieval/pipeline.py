@@ -30,7 +30,7 @@ from .cache import iter_document_embeddings
 from .catalog import load_index_spec
 from .config import BM25Config, DatasetSpec, EvalConfig, FusionConfig, IndexSpec, IndexSpecFile
 from .data import iter_datasets
-from .encoders import Encoder, encoder_from_config
+from .encoders import Encoder, encoder_from_config, log_truncated
 from .errors import ConfigError, DataError, OutputExistsError
 from .indexes import check_compatible, make_index
 from .io import check_folder_target, removed_on_failure, write_json, write_text
@@ -76,19 +76,15 @@ def _searchable_index_meta(
     """What ``index build`` records in a manifest, for the PLAID / Voyager index an eval leaves in
     ``OUT/indices/<dataset>/`` (so ``index info`` and ``search`` show it as they show a built one);
     writes the snippets beside it, in the index's document order."""
-    from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, snippet_lines, write_snippets
+    from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, recorded_model, snippet_lines, write_snippets
 
     text_of = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
     write_snippets(index.folder, snippet_lines(text_of[d] for d in index.doc_ids))
-    name = encoder.name
     return {
         "spec_name": spec_name,
         "files": {"snippets": SNIPPETS_FILE, "snippet_offsets": SNIPPET_OFFSETS_FILE},
         "encoder": encoder.describe(),
-        "encoder_load": {
-            "kind": encoder.kind,
-            "model": str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name,
-        },
+        "encoder_load": {"kind": encoder.kind, "model": recorded_model(encoder.name)},
         "versions": versions(),
         "build": {
             "corpus": f"{ds.source} ({ds.name}, {ds.split})" if ds.source else ds.name,
@@ -206,20 +202,7 @@ def evaluate_dataset(
     log.info("%s", ds.summary())
     multi = encoder.kind == "colbert"
     seconds: dict[str, float] = {"encode_documents": 0.0, "index": 0.0}
-    truncated = None
-    count_truncated = getattr(encoder, "count_truncated", None)
-    if count_truncated is not None:
-        truncated = count_truncated(ds.corpus_texts)
-        limit = getattr(encoder, "max_seq_length", None)
-        log.log(
-            logging.WARNING if truncated else logging.INFO,
-            "%s: %d of %d documents exceed %s tokens and are truncated to %s",
-            ds.name,
-            truncated,
-            ds.n_docs,
-            limit,
-            limit,
-        )
+    truncated = log_truncated(encoder, ds.corpus_texts, ds.name)
     index = make_index(index_spec, encoder.dim, folder=index_dir)
     t = time.perf_counter()
     for rows, emb in iter_document_embeddings(
@@ -434,16 +417,16 @@ def run_eval(
     A run that fails before its first dataset is finished leaves no ``config.resolved.yaml`` behind
     (embedding shards stay in the cache, for the next run)."""
     out = check_folder_target(cfg.out)
-    with output_lock_if_main(cfg.out), removed_on_failure(out / CONFIG_FILE, unless=out / RESULTS_FILE):
-        return _run_eval(cfg, encoder=encoder, overwrite=overwrite, progress=progress)
+    with (
+        output_lock_if_main(cfg.out),
+        removed_on_failure(out / CONFIG_FILE, unless=out / RESULTS_FILE),
+        contextlib.ExitStack() as stack,  # holds a built index (--index-dir) open for the run
+    ):
+        return _run_eval(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
 
 
 def _run_eval(
-    cfg: EvalConfig,
-    *,
-    encoder: Encoder | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
+    cfg: EvalConfig, stack: contextlib.ExitStack, *, encoder: Encoder | None, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
     """Evaluate ``cfg.encoder`` (a model, or ``bm25``) or ``cfg.fusion`` on ``cfg.datasets`` of
     ``cfg.suite``; write and return the results.
@@ -451,19 +434,13 @@ def _run_eval(
     Re-running into the same ``--out`` with the same encoder skips datasets already finished with
     the same settings (resume); a different encoder there is refused unless ``overwrite``.
     """
-    with contextlib.ExitStack() as stack:
-        return _run_eval_in(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
-
-
-def _run_eval_in(
-    cfg: EvalConfig, stack: contextlib.ExitStack, *, encoder: Encoder | None, overwrite: bool, progress: bool
-) -> dict[str, Any]:
     out = Path(cfg.out)
     results_path = out / RESULTS_FILE
     existing = None if overwrite else _read_results(results_path)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]  # unknown names fail before any work
     index_file: IndexSpecFile | None = None
     built: Any = None
+    built_facts: dict[str, Any] | None = None
     sources: list[dict[str, Any]] = []
     if cfg.fusion is not None:
         mode = "fusion"
@@ -480,6 +457,7 @@ def _run_eval_in(
     elif cfg.index_dir is not None:
         mode = "index-dir"
         built = stack.enter_context(_open_built_index(cfg, specs, progress=progress))
+        built_facts = _built_index_facts(built)
         encoder = built.encoder
         described = encoder.describe()
         model_name = described["name"]
@@ -527,9 +505,7 @@ def _run_eval_in(
             "encoder": described,
             "index": {"name": index_file.name, **index_file.index.model_dump()}
             if index_file
-            else _built_index_facts(built)
-            if built is not None
-            else {"name": mode},
+            else built_facts or {"name": mode},
             "main_metric": cfg.suite.main_metric,
             "metric_names": list(cfg.suite.metrics),
             "versions": versions(),
@@ -558,7 +534,7 @@ def _run_eval_in(
             assert index_file is not None
             settings["index"] = index_file.index.model_dump()
         elif mode == "index-dir":
-            settings["index_dir"] = _built_index_facts(built)
+            settings["index_dir"] = built_facts
         elif mode == "bm25":
             settings["bm25"] = cfg.bm25.model_dump()
         else:

@@ -74,7 +74,7 @@ INDEX_LABELS = {
     "faiss": "FAISS flat",
     "plaid": "PLAID",
     "exact-maxsim": "exact MaxSim",
-    "fusion": "RRF of the two runs",
+    "fusion-rrf": "RRF of the two runs",
 }
 HYBRIDS = {"dense": "hybrid-dense", "colbert": "hybrid-colbert"}  # trained model -> its BM25 + model stage
 
@@ -151,8 +151,6 @@ def _evaluate(
     out: Path, data_dir: Path, encoder: EncoderConfig, index: IndexSpecFile | None, *, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
     """``run_eval`` on the test split (``data_dir/python-stdlib/test``) into ``out``; the table row's record."""
-    from .pipeline import run_eval
-
     cfg = EvalConfig(
         suite=_suite(),
         datasets=[DATASET],
@@ -163,6 +161,29 @@ def _evaluate(
         out=str(out),
         cache_dir=str(out / "cache"),
     )
+    return _row_record(cfg, overwrite=overwrite, progress=progress)
+
+
+def _fuse(out: Path, data_dir: Path, sources: list[Path], *, overwrite: bool, progress: bool) -> dict[str, Any]:
+    """Reciprocal rank fusion (k 60) of earlier eval folders' runs, through ``run_eval``; the row's record."""
+    from .config import FusionConfig
+
+    cfg = EvalConfig(
+        suite=_suite(),
+        datasets=[DATASET],
+        data_dir=str(data_dir),
+        fusion=FusionConfig(sources=[str(s) for s in sources], method="rrf"),
+        top_k=TOP_K,
+        out=str(out),
+    )
+    return _row_record(cfg, overwrite=overwrite, progress=progress)
+
+
+def _row_record(cfg: EvalConfig, *, overwrite: bool, progress: bool) -> dict[str, Any]:
+    """``run_eval(cfg)`` on the test split; what the table row and the example need from its results."""
+    from .pipeline import run_eval
+
+    out = Path(cfg.out)
     results = run_eval(cfg, overwrite=overwrite, progress=progress)
     record = results["datasets"][DATASET]
     seconds = record.get("seconds", {})
@@ -175,33 +196,6 @@ def _evaluate(
         "index": record.get("index"),
         "index_seconds": round(seconds.get("encode_documents", 0.0) + seconds.get("index", 0.0), 2),
         "search_seconds": round(seconds.get("encode_queries", 0.0) + seconds.get("search", 0.0), 2),
-    }
-
-
-def _fuse(out: Path, data_dir: Path, sources: list[Path], *, overwrite: bool, progress: bool) -> dict[str, Any]:
-    """Reciprocal rank fusion (k 60) of earlier eval folders' runs, through ``run_eval``; the row's record."""
-    from .config import FusionConfig
-    from .pipeline import run_eval
-
-    cfg = EvalConfig(
-        suite=_suite(),
-        datasets=[DATASET],
-        data_dir=str(data_dir),
-        fusion=FusionConfig(sources=[str(s) for s in sources], method="rrf"),
-        top_k=TOP_K,
-        out=str(out),
-    )
-    results = run_eval(cfg, overwrite=overwrite, progress=progress)
-    record = results["datasets"][DATASET]
-    return {
-        "metrics": results["metrics"][DATASET],
-        "results": str(out / "results.json"),
-        "run": str(out / record["run"]),
-        "n_docs": record["n_docs"],
-        "n_queries": record["n_queries"],
-        "index": "fusion",
-        "index_seconds": 0.0,
-        "search_seconds": round(sum(record.get("seconds", {}).values()), 2),
     }
 
 

@@ -14,7 +14,7 @@ way its dimension and fingerprint must match the index's (``indexes.manifest.che
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,12 @@ class Hit:
         return {"rank": self.rank, "id": self.id, "score": self.score, "snippet": self.snippet}
 
 
-def _refuse_blank(texts: Mapping[Any, Any], what: str) -> None:
-    """A blank query matches nothing in particular: refused, as blank documents are at build time."""
+def _refuse_blank(texts: Mapping[Any, Any], name: Callable[[Any], str]) -> None:
+    """A blank query matches nothing in particular: refused, as blank documents are at build time;
+    ``name(key)`` says which query it was."""
     for key, text in texts.items():
         if not isinstance(text, str) or not text.strip():
-            label = f"{what} {key!r}" if what != "query" else ("the query" if len(texts) == 1 else f"query {key}")
-            raise ConfigError(f"{label} is empty or blank; give the text to search for")
+            raise ConfigError(f"{name(key)} is empty or blank; give the text to search for")
 
 
 class SearchIndex:
@@ -159,7 +159,7 @@ class SearchIndex:
         texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts:
             return []
-        _refuse_blank(dict(enumerate(texts)), "query")
+        _refuse_blank(dict(enumerate(texts)), lambda i: "the query" if len(texts) == 1 else f"query {i}")
         emb = self.encoder.encode_queries(texts, desc="encode queries")
         return self.search_embeddings(emb, k)
 
@@ -200,7 +200,7 @@ class SearchIndex:
         qids = list(queries)
         if not qids:
             return {}
-        _refuse_blank(queries, "query id")
+        _refuse_blank(queries, lambda qid: f"query id {qid!r}")
         emb = self.encoder.encode_queries([queries[q] for q in qids], desc="encode queries")
         return self.index.search(qids, emb, k)
 

@@ -6,6 +6,8 @@ Heavy libraries load only when an encoder is built, so ``import mbert_retrieval`
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,28 @@ from ..errors import ConfigError
 from .base import Encoder
 
 KINDS = ("dense", "colbert")
+log = logging.getLogger(__name__)
+
+
+def log_truncated(encoder: Any, texts: Sequence[str], label: str) -> int | None:
+    """Count and log the documents longer than the encoder reads (``eval`` and ``index build`` alike):
+    ``LABEL: N of M documents exceed L tokens and are truncated to L``, a warning when N > 0. ``None``
+    for an encoder that cannot count (BM25)."""
+    count_truncated = getattr(encoder, "count_truncated", None)
+    if count_truncated is None:
+        return None
+    truncated = int(count_truncated(texts))
+    limit = getattr(encoder, "max_seq_length", None)
+    log.log(
+        logging.WARNING if truncated else logging.INFO,
+        "%s: %d of %d documents exceed %s tokens and are truncated to %s",
+        label,
+        truncated,
+        len(texts),
+        limit,
+        limit,
+    )
+    return truncated
 
 
 def detect_kind(model: str) -> str | None:
