@@ -46,13 +46,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="1,000 documents and 100 queries")
     args = p.parse_args()
 
-    from mbert_retrieval.cache import iter_document_embeddings
     from mbert_retrieval.catalog import load_index_spec
     from mbert_retrieval.data.beir import load_beir_folder
     from mbert_retrieval.encoders.backend import set_quiet
+    from mbert_retrieval.encoders.cache import iter_document_embeddings
     from mbert_retrieval.encoders.colbert import ColBERTEncoder
     from mbert_retrieval.indexes import make_index
-    from mbert_retrieval.metrics import evaluate
+    from mbert_retrieval.results.metrics import evaluate
 
     set_quiet(True)
     model = args.model

@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"\nwall time {time.perf_counter() - started:.0f}s")
         if args.json:
-            from mbert_retrieval.io import write_json
+            from mbert_retrieval.core.io import write_json
 
             write_json(args.json, {"matmul_flops_per_s": peak, "results": results, "args": vars(args)})
         for name in ("mixed", "long"):

@@ -32,10 +32,10 @@ from mbert_retrieval.config import EncoderConfig, FaissSpec
 from mbert_retrieval.data.beir import load_beir_folder
 from mbert_retrieval.data.corpus import Corpus
 from mbert_retrieval.encoders.backend import set_quiet
+from mbert_retrieval.flows.index_build import build_index, load_dense_encoder
 from mbert_retrieval.indexes.faiss_index import faiss_version
-from mbert_retrieval.indexing import build_index, load_dense_encoder
-from mbert_retrieval.metrics import evaluate
-from mbert_retrieval.search import SearchIndex
+from mbert_retrieval.results.metrics import evaluate
+from mbert_retrieval.retrieval.search import SearchIndex
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from mbert_retrieval.cli.app import main
 
 sys.exit(main())

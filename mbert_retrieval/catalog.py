@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .config import IndexSpecFile, SuiteSpec, load_index_spec_file, load_suite_file, load_yaml
-from .errors import ConfigError
-from .recipes import Recipe, load_recipe
+from mbert_retrieval.config import IndexSpecFile, SuiteSpec, load_index_spec_file, load_suite_file, load_yaml
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.recipes import Recipe, load_recipe
 
 _PACKAGE = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -99,8 +99,8 @@ def beir_folders_suite(folders: list[str]) -> SuiteSpec:
     """A suite of local BEIR folders (``eval --beir DIR...``): one dataset per folder, named after it.
 
     Each folder must exist; two folders of the same name are told apart by their parent's name."""
-    from .config import DatasetSpec
-    from .errors import DataError
+    from mbert_retrieval.config import DatasetSpec
+    from mbert_retrieval.core.errors import DataError
 
     paths = [Path(f).expanduser().absolute() for f in folders]
     for path in paths:

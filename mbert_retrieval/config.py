@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
-from .metrics import parse_measure
-from .types import plural
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.types import plural
+from mbert_retrieval.results.metrics import parse_measure
 
 DEFAULT_METRICS = ["nDCG@10", "R@100", "RR@10", "MAP@100"]
 

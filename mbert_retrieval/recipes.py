@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from .config import Strict, did_you_mean, dotted, field_paths, load_yaml, node_line, validation_problems
-from .errors import ConfigError
+from mbert_retrieval.config import Strict, did_you_mean, dotted, field_paths, load_yaml, node_line, validation_problems
+from mbert_retrieval.core.errors import ConfigError
 
 DENSE_LOSSES = ("mnrl", "cached_mnrl", "margin_mse", "distill_kl")
 COLBERT_LOSSES = ("contrastive", "cached_contrastive", "distillation")

@@ -1,4 +1,4 @@
-"""Bad input, one row per case, through the real CLI (``mbert_retrieval.cli.main``).
+"""Bad input, one row per case, through the real CLI (``mbert_retrieval.cli.app.main``).
 
 Each row gives the command line, built in a fresh folder, and what the user must see: either a
 non-zero exit with exactly one ``error: ...`` line naming the file and line or key, no traceback and
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.errors import DataError
-from mbert_retrieval.lock import lock_path
-from mbert_retrieval.runs import read_run
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.lock import lock_path
+from mbert_retrieval.results.runs import read_run
 
 DOCS = [{"_id": f"d{i}", "title": "", "text": f"Document {i} is about topic {i % 3} and code."} for i in range(8)]
 QUERIES = [{"_id": "q1", "text": "topic 1"}, {"_id": "q2", "text": "topic 2"}]
@@ -810,7 +810,7 @@ def test_warning_rows_are_recorded_with_the_output(tmp_path: Path, tiny_modernbe
 
 def test_allow_pickle_is_the_users_opt_in_for_one_command(tmp_path: Path, tiny_modernbert: str, capsys) -> None:
     """``--allow-pickle`` lets a pickle-only checkpoint load for that command only (the env var is restored)."""
-    from mbert_retrieval.checkpoint import ALLOW_PICKLE_ENV
+    from mbert_retrieval.core.checkpoint import ALLOW_PICKLE_ENV
 
     env = Env(tmp_path, tiny_modernbert)
     argv = [*env.build()[:2], "--model", _pickle_checkpoint(env), *env.build()[4:], "--no-progress"]

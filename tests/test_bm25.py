@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.bm25 import bm25_search, describe
 from mbert_retrieval.config import BM25Config
-from mbert_retrieval.errors import ConfigError
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.retrieval.bm25 import bm25_search, describe
 
 pytest.importorskip("bm25s")
 pytest.importorskip("Stemmer")
@@ -72,7 +72,7 @@ def test_describe_fingerprint_follows_settings() -> None:
 )
 def test_published_mteb_bm25s_numbers(data_dir: Path, folder: str, published: float) -> None:
     from mbert_retrieval.data.beir import load_beir_folder
-    from mbert_retrieval.metrics import evaluate
+    from mbert_retrieval.results.metrics import evaluate
 
     ds = load_beir_folder(data_dir / folder, "test")
     run = bm25_search(ds.corpus_ids, ds.corpus_texts, ds.queries, 1000, progress=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbert_retrieval.cache import iter_document_embeddings
+from mbert_retrieval.encoders.cache import iter_document_embeddings
 
 
 class CountingEncoder:

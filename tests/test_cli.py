@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.runs import read_run
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.results.runs import read_run
 
 EXPECTED_FILES = {"results.json", "results.md", "config.resolved.yaml", "runs/cosqa.trec", "per_query/cosqa.json"}
 
@@ -138,7 +138,7 @@ def test_eval_any_beir_folder(tmp_path: Path, data_dir: Path, tiny_modernbert: s
 
 
 def test_log_options_after_the_subcommand() -> None:
-    from mbert_retrieval.cli import build_parser
+    from mbert_retrieval.cli.app import build_parser
 
     parser = build_parser()
     for argv in (["-q", "ls"], ["ls", "-q"], ["index", "info", "x", "--quiet"]):
@@ -216,7 +216,7 @@ def test_every_help_is_tidy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     columns on a wide terminal; no doubled percent; example command lines with no swallowed line break."""
     import re
 
-    from mbert_retrieval.cli import _subcommands, build_parser
+    from mbert_retrieval.cli.app import _subcommands, build_parser
 
     monkeypatch.setenv("COLUMNS", "200")
     parser = build_parser()
@@ -251,7 +251,7 @@ def test_quickstart_help_is_what_it_builds(capsys: pytest.CaptureFixture) -> Non
     import re
 
     from mbert_retrieval.encoders.modernbert import MODEL_SIZES
-    from mbert_retrieval.quickstart import SIZES
+    from mbert_retrieval.flows.quickstart import SIZES
 
     text = " ".join(_help(["quickstart"], capsys).split())
     model = {name: MODEL_SIZES[s.model] for name, s in SIZES.items()}
@@ -282,7 +282,7 @@ def test_ls_columns_line_up(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_plural() -> None:
-    from mbert_retrieval.types import plural
+    from mbert_retrieval.core.types import plural
 
     assert plural(1, "shard") == "1 shard" and plural(0, "shard") == "0 shards" and plural(2, "shard") == "2 shards"
     assert plural(1234, "document id") == "1,234 document ids"

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.types import document_text
 from mbert_retrieval.data.corpus import snippet
 from mbert_retrieval.encoders import detect_kind, load_encoder
 from mbert_retrieval.encoders.colbert import ColBERTEncoder
-from mbert_retrieval.errors import ConfigError
 from mbert_retrieval.indexes.manifest import read_manifest
-from mbert_retrieval.runs import read_run
-from mbert_retrieval.types import document_text
+from mbert_retrieval.results.runs import read_run
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_eval_colbert_exact_and_plaid(
     assert set(manifest["versions"]) >= {"fast-plaid", "sentence-transformers", "torch"}
     assert "pylate" not in manifest["versions"]
     # the saved PLAID index is searchable with the encoder its manifest records, and no other
-    from mbert_retrieval.search import SearchIndex
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     index_dir = tmp_path / "plaid" / "indices" / "cosqa"
     with SearchIndex.load(index_dir) as saved:

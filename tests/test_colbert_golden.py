@@ -103,7 +103,7 @@ def test_overrides_on_a_checkpoint(tmp_path: Path, golden) -> None:
 def test_an_index_built_on_the_old_stack_searches_the_same(tmp_path: Path) -> None:
     """A PLAID index ``index build`` wrote with PyLate 1.6 / fast-plaid 1.4.6: its manifest's encoder
     fingerprint matches today's encoder of the same checkpoint, and search gives the recorded top 10."""
-    from mbert_retrieval.search import SearchIndex
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     shutil.copytree(FIXTURES / "pylate-indices" / "plaid", tmp_path / "plaid")  # fast-plaid writes a lock file
     recorded = json.loads((FIXTURES / "pylate-indices" / "runs.json").read_text())["plaid"]

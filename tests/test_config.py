@@ -8,7 +8,7 @@ import pytest
 
 from mbert_retrieval.catalog import list_suites, load_suite
 from mbert_retrieval.config import SuiteSpec
-from mbert_retrieval.errors import ConfigError
+from mbert_retrieval.core.errors import ConfigError
 
 REFERENCE_COLUMNS = [
     "nfcorpus",

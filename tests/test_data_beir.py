@@ -10,9 +10,9 @@ import pytest
 from conftest import write_beir
 
 from mbert_retrieval.config import DatasetSpec
+from mbert_retrieval.core.errors import DataError
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.data.beir import load_beir_folder, load_qrels
-from mbert_retrieval.errors import DataError
 
 
 def test_loads_small_folder(small_beir: Path) -> None:

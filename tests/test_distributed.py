@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mbert_retrieval.flows.index_build import build_index
 from mbert_retrieval.indexes.faiss_index import FaissIndex
-from mbert_retrieval.indexing import build_index
 
 
 def _entry_module() -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 
 RECIPE = """\
 name: t

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mbert_retrieval import cli
+from mbert_retrieval.cli import app as cli
 from mbert_retrieval.encoders import backend
 
 

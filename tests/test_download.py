@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mbert_retrieval.config import DatasetSpec
+from mbert_retrieval.core.errors import DataError, MbertRetrievalError
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.data.download import BEIR_URL, beir_url, download_beir
-from mbert_retrieval.errors import DataError, MbertRetrievalError
 
 
 def _zip_folder(folder: Path, archive: Path, arcroot: str) -> None:

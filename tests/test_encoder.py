@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mbert_retrieval.core.errors import ConfigError, MbertRetrievalError
 from mbert_retrieval.encoders import backend
 from mbert_retrieval.encoders.dense import DenseEncoder
-from mbert_retrieval.errors import ConfigError, MbertRetrievalError
 
 
 @pytest.fixture(scope="module")

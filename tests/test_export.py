@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbert_retrieval.errors import ConfigError, OutputExistsError
-from mbert_retrieval.export import export_pylate
+from mbert_retrieval.core.errors import ConfigError, OutputExistsError
+from mbert_retrieval.encoders.export import export_pylate
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "pylate-colbert"
 PYLATE_VERSION = "1.6.0"
@@ -326,7 +326,7 @@ def _leaky(model):
     ],
 )
 def test_refuses_what_pylate_cannot_express(st6_fixture_save: Path, change, named: str) -> None:
-    from mbert_retrieval.export import _plan
+    from mbert_retrieval.encoders.export import _plan
 
     model = change(_load(st6_fixture_save))
     with pytest.raises(ConfigError) as info:
@@ -376,7 +376,8 @@ def test_output_folder_rules(st6_fixture_save: Path, tmp_path: Path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, mbert_retrieval.export; print(sorted({'torch', 'sentence_transformers'} & set(sys.modules)))"
+    code = "import sys, mbert_retrieval.encoders.export\n"
+    code += "print(sorted({'torch', 'sentence_transformers'} & set(sys.modules)))"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"
 
@@ -458,7 +459,7 @@ def test_pylate_reads_export(st6_fixture_save: Path, plain_saves: dict[str, Path
 
 
 def test_export_command(tmp_path: Path) -> None:
-    from mbert_retrieval.cli import main
+    from mbert_retrieval.cli.app import main
 
     out = tmp_path / "pylate"
     assert main(["export", str(FIXTURE), "--format", "pylate", "--out", str(out)]) == 0

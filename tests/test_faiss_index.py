@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.config import FaissSpec
-from mbert_retrieval.errors import ConfigError, DataError
+from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.indexes.faiss_index import FaissIndex
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mbert_retrieval.fusion import fuse, normalise, reciprocal_rank_fusion, weighted_score_fusion
+from mbert_retrieval.retrieval.fusion import fuse, normalise, reciprocal_rank_fusion, weighted_score_fusion
 
 A = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
 B = {"q1": {"d3": 0.9, "d1": 0.5, "d4": 0.1}, "q2": {"d9": 1.0}}

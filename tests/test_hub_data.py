@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mbert_retrieval.config import DatasetSpec, HubSource
+from mbert_retrieval.core.errors import DataError
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.data.hub import load_hub_dataset
-from mbert_retrieval.errors import DataError
 
 datasets = pytest.importorskip("datasets")
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.config import EncoderConfig, FaissSpec
+from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError
 from mbert_retrieval.encoders import encoder_from_config
-from mbert_retrieval.errors import ConfigError, DataError, OutputExistsError
+from mbert_retrieval.flows.index_build import add_documents, build_index
 from mbert_retrieval.indexes.faiss_index import FaissIndex
-from mbert_retrieval.indexing import add_documents, build_index
-from mbert_retrieval.search import SearchIndex
+from mbert_retrieval.retrieval.search import SearchIndex
 
 TOPICS = ["sorting lists", "reading files", "parsing json", "network sockets", "regular expressions", "unit tests"]
 WORDS = ["python", "function", "class", "loop", "error", "module", "string", "value", "index", "path"]
@@ -206,7 +206,7 @@ def test_cli_build_reports_shards_and_truncated_documents(
     """`index build` says how many documents the encoder cuts (as eval does), and counts in the singular."""
     import logging
 
-    from mbert_retrieval.cli import main
+    from mbert_retrieval.cli.app import main
 
     package_logger = logging.getLogger("mbert_retrieval")  # main's stderr handler is not left to later tests
     monkeypatch.setattr(package_logger, "handlers", [])

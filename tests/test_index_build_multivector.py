@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from test_index_build import Counting, make_docs, write_jsonl
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 from mbert_retrieval.config import EncoderConfig
+from mbert_retrieval.core.errors import ConfigError
 from mbert_retrieval.encoders import encoder_from_config
-from mbert_retrieval.errors import ConfigError
-from mbert_retrieval.indexing import build_index
-from mbert_retrieval.search import SearchIndex
+from mbert_retrieval.flows.index_build import build_index
+from mbert_retrieval.retrieval.search import SearchIndex
 
 QUERIES = ["sorting lists with a loop", "reading files by path", "parsing json strings", "unit tests for a module"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.lock import lock_path
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.lock import lock_path
 
 WORDS = [
     "python",
@@ -189,7 +189,7 @@ def _recipe(tmp_path: Path, model: str) -> Path:
 
 def _complete_checkpoints(run: Path) -> list[Path]:
     """Checkpoints the trainer finished (train.py's completeness marker matches their files), oldest first."""
-    from mbert_retrieval.train import complete_checkpoints
+    from mbert_retrieval.flows.train import complete_checkpoints
 
     return complete_checkpoints(run / "checkpoints")
 

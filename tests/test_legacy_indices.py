@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbert_retrieval.errors import DataError
+from mbert_retrieval.core.errors import DataError
 from mbert_retrieval.indexes.plaid import PlaidIndex
 from mbert_retrieval.indexes.voyager import VoyagerIndex
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.errors import OutputLockedError
-from mbert_retrieval.lock import UNREADABLE_GRACE_SECONDS, lock_path, output_lock, read_holder
+from mbert_retrieval.core.errors import OutputLockedError
+from mbert_retrieval.core.lock import UNREADABLE_GRACE_SECONDS, lock_path, output_lock, read_holder
 
 
 def dead_pid() -> int:
@@ -38,9 +38,8 @@ def test_lock_is_a_sibling_file_naming_its_holder_and_removed_after(tmp_path: Pa
 
 def test_another_live_process_holding_the_lock_is_named(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = (
-        f"import time; from mbert_retrieval.lock import output_lock\nwith output_lock({str(out)!r}, 'eval (other)'):\n"
-    )
+    code = "import time; from mbert_retrieval.core.lock import output_lock\n"
+    code += f"with output_lock({str(out)!r}, 'eval (other)'):\n"
     code += "    print('held', flush=True); time.sleep(30)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -120,8 +119,8 @@ def test_two_processes_racing_for_one_folder(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import os, sys, time
-        from mbert_retrieval.lock import output_lock
-        from mbert_retrieval.errors import OutputLockedError
+        from mbert_retrieval.core.lock import output_lock
+        from mbert_retrieval.core.errors import OutputLockedError
         print("ready", flush=True)
         while not os.path.exists({str(tmp_path / "go")!r}):
             time.sleep(0.01)

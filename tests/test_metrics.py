@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from mbert_retrieval.errors import ConfigError
-from mbert_retrieval.metrics import Measure, evaluate, parse_measure, rank
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.results.metrics import Measure, evaluate, parse_measure, rank
 
 QRELS = {"q1": {"a": 2, "b": 1, "c": 0, "z": 1}, "q2": {"x": 1}}
 RUN = {"q1": {"c": 0.9, "a": 0.8, "d": 0.7, "b": 0.6}, "q2": {"y": 0.5, "x": 0.4}}

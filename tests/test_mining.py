@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 from conftest import write_beir
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.data import training
-from mbert_retrieval.errors import ConfigError, DataError
-from mbert_retrieval.mining import MiningInput, MiningOptions, input_from_beir, input_from_pairs, mine, select_negatives
+from mbert_retrieval.flows.mine import (
+    MiningInput,
+    MiningOptions,
+    input_from_beir,
+    input_from_pairs,
+    mine,
+    select_negatives,
+)
 
 TOPICS = {
     "python": ["sort a list in Python", "Python list comprehension syntax", "reverse a Python list in place"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import write_beir
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 
 pytest.importorskip("mteb")
 
@@ -105,7 +105,7 @@ def test_mteb_evaluate_runs_our_dense_encoder_unchanged(tmp_path: Path, minilm_p
     import mteb
 
     from mbert_retrieval.data import load_beir_folder
-    from mbert_retrieval.mteb_engine import local_task, to_mteb
+    from mbert_retrieval.retrieval.mteb import local_task, to_mteb
 
     _engines_data(tmp_path)
     model = to_mteb(minilm_path, show_progress=False)
@@ -137,7 +137,7 @@ def test_to_mteb_gives_mteb_wrappers_set_up_as_our_encoders(minilm_path: str, ti
 
     from mbert_retrieval.encoders.colbert import ColBERTEncoder
     from mbert_retrieval.encoders.dense import DenseEncoder
-    from mbert_retrieval.mteb_engine import to_mteb
+    from mbert_retrieval.retrieval.mteb import to_mteb
 
     dense = DenseEncoder(minilm_path, device="cpu", show_progress=False, query_prompt="query: ")
     prompts_before = dict(dense.model.prompts)
@@ -168,7 +168,7 @@ def test_mteb_wrappers_run_our_unpadded_forward_where_our_encoders_do(
     expansion: documents unpadded, queries padded (the expansion is read back), as in ``ColBERTEncoder``."""
     import mteb
 
-    import mbert_retrieval.mteb_engine as engine
+    import mbert_retrieval.retrieval.mteb as engine
     from mbert_retrieval.data import load_beir_folder
     from mbert_retrieval.encoders.colbert import ColBERTEncoder
     from mbert_retrieval.encoders.dense import DenseEncoder
@@ -251,7 +251,7 @@ def test_engine_mteb_refuses_what_it_cannot_do(tmp_path: Path, small_beir: Path,
 def test_known_mteb_task_names_exist() -> None:
     import mteb
 
-    from mbert_retrieval.mteb_engine import MTEB_TASKS
+    from mbert_retrieval.retrieval.mteb import MTEB_TASKS
 
     for name, (task_name, subset) in MTEB_TASKS.items():
         task = mteb.get_task(task_name)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.config import PlaidSpec, VoyagerSpec
-from mbert_retrieval.errors import ConfigError, DataError
+from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.indexes import check_compatible, make_index
 from mbert_retrieval.indexes.manifest import check_encoder, read_manifest
 from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex

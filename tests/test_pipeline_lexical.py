@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval import pipeline
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 from mbert_retrieval.config import EncoderConfig, EvalConfig, FusionConfig, SuiteSpec
-from mbert_retrieval.errors import DataError
-from mbert_retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
-from mbert_retrieval.metrics import evaluate
-from mbert_retrieval.runs import read_run
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.flows import evaluate as pipeline
+from mbert_retrieval.results.metrics import evaluate
+from mbert_retrieval.results.runs import read_run
+from mbert_retrieval.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
 pytest.importorskip("bm25s")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 
 STAGES = {
     "data",
@@ -79,8 +79,8 @@ def test_every_stage_runs_and_training_helps(tiny_run: tuple[Path, str]) -> None
 
 def test_outputs_load_with_the_toolkit(tiny_run: tuple[Path, str]) -> None:
     from mbert_retrieval.data.beir import load_beir_folder
-    from mbert_retrieval.runs import read_run
-    from mbert_retrieval.search import SearchIndex
+    from mbert_retrieval.results.runs import read_run
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     out, _ = tiny_run
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -145,7 +145,13 @@ def test_word_level_tokenizer_matches_words_in_sentences_and_code() -> None:
 
 
 def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
-    from mbert_retrieval.quickstart import MAX_EPOCHS, MIN_STEPS, PLAID_PER_EXACT, STEP_PER_ENCODED_DOC, plan_steps
+    from mbert_retrieval.flows.quickstart import (
+        MAX_EPOCHS,
+        MIN_STEPS,
+        PLAID_PER_EXACT,
+        STEP_PER_ENCODED_DOC,
+        plan_steps,
+    )
 
     stages = {
         "data": {"counts": {"train": {"queries": 2635}}},
@@ -166,9 +172,9 @@ def test_minutes_plan_divides_what_is_left_of_the_budget() -> None:
 def test_hybrid_rows_are_the_fusion_of_the_saved_runs(tiny_run: tuple[Path, str]) -> None:
     """Each hybrid row is RRF (k 60) of the BM25 run and the trained model's run, recomputed here."""
     from mbert_retrieval.data.beir import load_beir_folder
-    from mbert_retrieval.fusion import reciprocal_rank_fusion
-    from mbert_retrieval.metrics import evaluate
-    from mbert_retrieval.runs import read_run
+    from mbert_retrieval.results.metrics import evaluate
+    from mbert_retrieval.results.runs import read_run
+    from mbert_retrieval.retrieval.fusion import reciprocal_rank_fusion
 
     out, _ = tiny_run
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -187,8 +193,8 @@ def test_hybrid_rows_are_the_fusion_of_the_saved_runs(tiny_run: tuple[Path, str]
 
 def test_example_query_rule() -> None:
     """The first query that BM25 misses in its top 10 and the hybrid finds; else the first query."""
-    from mbert_retrieval.quickstart import pick_example
-    from mbert_retrieval.types import RetrievalDataset
+    from mbert_retrieval.core.types import RetrievalDataset
+    from mbert_retrieval.flows.quickstart import pick_example
 
     ds = RetrievalDataset(
         "t",

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from mbert_retrieval.catalog import list_recipes, load_recipe_by_name, validate_file
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.data import training
-from mbert_retrieval.errors import ConfigError, DataError
+from mbert_retrieval.flows.train import batch_summary
 from mbert_retrieval.recipes import load_recipe
-from mbert_retrieval.train import batch_summary
 
 BASE = """\
 name: t
@@ -222,7 +222,7 @@ def _mldr_row(i: int, negatives: int) -> dict:
 def test_mldr_rows_shaped_like_the_hub(tmp_path: Path) -> None:
     import gzip
 
-    from mbert_retrieval.train import load_train_data
+    from mbert_retrieval.flows.train import load_train_data
 
     rows = [_mldr_row(0, 3), _mldr_row(1, 1), _mldr_row(2, 2)]
     path = tmp_path / "train.jsonl.gz"

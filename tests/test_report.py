@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_beir
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.errors import ConfigError
-from mbert_retrieval.reference import (
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.report.reference import (
     beir_datasets,
     find_mteb_reference,
     mteb_reference,
@@ -176,7 +176,7 @@ def test_report_png_title_fits_the_figure(beir_run: Path, monkeypatch: pytest.Mo
 
 
 def test_markdown_table_says_the_values_are_x100(beir_run: Path) -> None:
-    from mbert_retrieval.report import markdown_table
+    from mbert_retrieval.report.paper import markdown_table
 
     results = json.loads((beir_run / "results.json").read_text(encoding="utf-8"))
     table = (beir_run / "results.md").read_text(encoding="utf-8")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli import main
+from mbert_retrieval.cli.app import main
 from mbert_retrieval.data.beir import load_qrels
-from mbert_retrieval.runs import read_run
+from mbert_retrieval.results.runs import read_run
 
 PUBLISHED = {"test": 0.64508, "train": 0.6602}
 

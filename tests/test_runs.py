@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.errors import DataError
-from mbert_retrieval.metrics import evaluate
-from mbert_retrieval.runs import read_run, write_run
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.results.metrics import evaluate
+from mbert_retrieval.results.runs import read_run, write_run
 
 
 def test_round_trip_keeps_exact_scores_and_trec_order(tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.cli_index import add_parsers
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.cli.index import add_parsers
 from mbert_retrieval.config import EncoderConfig
+from mbert_retrieval.core.errors import ConfigError, OutputExistsError
 from mbert_retrieval.encoders import encoder_from_config
-from mbert_retrieval.errors import ConfigError, OutputExistsError
-from mbert_retrieval.runs import read_run
-from mbert_retrieval.search import SearchIndex
+from mbert_retrieval.results.runs import read_run
+from mbert_retrieval.retrieval.search import SearchIndex
 
 DOCS = [
     ("py1", "Sort a list in Python with sorted() and a key function."),

@@ -41,7 +41,7 @@ def test_legacy_and_current_dense_layouts_give_the_same_embeddings(minilm_path: 
 def test_a_current_save_evaluates_through_the_cli(resaved_minilm: Path, data_dir: Path, tmp_path: Path) -> None:
     """The defect that started the move: ``eval`` on a model saved by sentence-transformers >= 5.4 ended in
     ``ModuleNotFoundError: No module named 'sentence_transformers.base'``."""
-    from mbert_retrieval.cli import main
+    from mbert_retrieval.cli.app import main
 
     argv = ["eval", "--suite", "coir", "--datasets", "cosqa", "--data-dir", str(data_dir)]
     argv += ["--model", str(resaved_minilm), "--out", str(tmp_path / "o"), "--no-progress"]

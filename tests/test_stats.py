@@ -1,11 +1,11 @@
-"""Bootstrap intervals and the paired randomization test (mbert_retrieval.stats)."""
+"""Bootstrap intervals and the paired randomization test (mbert_retrieval.results.stats)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mbert_retrieval.stats import bootstrap_ci, paired_test, weighted_mean
+from mbert_retrieval.results.stats import bootstrap_ci, paired_test, weighted_mean
 
 
 def _ndcg_like(n: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 from mbert_retrieval.catalog import list_suites, load_suite
 from mbert_retrieval.config import load_suite_file
-from mbert_retrieval.errors import ConfigError
+from mbert_retrieval.core.errors import ConfigError
 
 
 def test_every_shipped_suite_loads_and_hub_data_is_pinned() -> None:

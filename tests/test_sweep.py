@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import write_beir
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.errors import ConfigError
-from mbert_retrieval.sweep import lr_label, parse_lrs, run_sweep
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.flows.sweep import lr_label, parse_lrs, run_sweep
 
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden", "bridge", "candle", "forest", "silver"]
 
@@ -76,7 +76,7 @@ def test_sweep_two_learning_rates_end_to_end(tmp_path: Path, tiny_modernbert: st
     md = (out / "sweep.md").read_text()
     assert "| 0.0001" in md and "| 0.005" in md and "(best)" in md
 
-    import mbert_retrieval.train as train_module
+    import mbert_retrieval.flows.train as train_module
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished learning rate was trained again")

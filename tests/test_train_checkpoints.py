@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from mbert_retrieval.cli import main
-from mbert_retrieval.train import (
+from mbert_retrieval.cli.app import main
+from mbert_retrieval.flows.train import (
     COMPLETE_MARKER,
     checkpoint_is_complete,
     complete_checkpoints,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mbert_retrieval.flows.train import build_model, make_loss
 from mbert_retrieval.recipes import load_recipe
-from mbert_retrieval.train import build_model, make_loss
 
 RECIPE = """\
 name: t
@@ -68,7 +68,7 @@ def test_cached_loss_gives_the_same_gradients(
 
 def _features(model, rows: list[dict]) -> list[dict]:
     """The trainer's own collation of ``rows`` (prompts as the trainer gets them), split per column."""
-    from mbert_retrieval.train import column_prompts, trainer_classes
+    from mbert_retrieval.flows.train import column_prompts, trainer_classes
 
     trainer_cls, _ = trainer_classes("colbert" if type(model).__name__ == "MultiVectorEncoder" else "dense")
     names = list(rows[0])
@@ -107,7 +107,7 @@ def test_colbert_distillation_is_pylates(tmp_path: Path, tiny_modernbert: str, d
         )
     )
     recipe = load_recipe(path)
-    from mbert_retrieval.train import load_train_data
+    from mbert_retrieval.flows.train import load_train_data
 
     model = build_model(recipe)
     data = load_train_data(recipe)
@@ -142,7 +142,7 @@ def test_killed_training_resumes_from_its_checkpoint(
 ) -> None:
     from sentence_transformers import SentenceTransformerTrainer
 
-    from mbert_retrieval.cli import main
+    from mbert_retrieval.cli.app import main
 
     out = tmp_path / "run"
     recipe_path = tmp_path / "r.yaml"

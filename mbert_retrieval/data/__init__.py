@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import DatasetSpec
-from ..errors import DataError
-from ..types import RetrievalDataset
-from .beir import load_beir_folder
+from mbert_retrieval.config import DatasetSpec
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.types import RetrievalDataset
+from mbert_retrieval.data.beir import load_beir_folder
 
 
 def iter_datasets(
@@ -31,13 +31,13 @@ def iter_datasets(
                 f"dataset folder not found; pass --download to load {spec.hub.repo} at {spec.hub.revision[:12]} "
                 f"from the hub, or point --data-dir at the folder that holds {spec.folder_name}/ (BEIR format)",
             )
-        from .hub import load_hub_dataset
+        from mbert_retrieval.data.hub import load_hub_dataset
 
         for sub in spec.subsets or [None]:
             yield load_hub_dataset(spec.hub, split, subset=sub, name=f"{spec.name}/{sub}" if sub else spec.name)
         return
     if spec.source == "stdlib":
-        from .stdlib import build_stdlib_dataset
+        from mbert_retrieval.data.stdlib import build_stdlib_dataset
 
         build_stdlib_dataset(folder, max_docs=spec.max_docs)
     elif not folder.is_dir():
@@ -47,7 +47,7 @@ def iter_datasets(
                 f"dataset folder not found; point --data-dir at the folder that holds {spec.folder_name}/, "
                 "or pass --download to fetch the BEIR zip",
             )
-        from .download import download_beir
+        from mbert_retrieval.data.download import download_beir
 
         download_beir(spec.folder_name, data_dir)
     if spec.subsets:

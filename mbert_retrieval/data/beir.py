@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..types import Qrels, RetrievalDataset, document_text
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.types import Qrels, RetrievalDataset, document_text
 
 log = logging.getLogger(__name__)
 

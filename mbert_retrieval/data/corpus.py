@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
-from ..types import document_text, plural
-from .beir import _get_id, _get_str, find_file, iter_jsonl, iter_lines
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.types import document_text, plural
+from mbert_retrieval.data.beir import _get_id, _get_str, find_file, iter_jsonl, iter_lines
 
 log = logging.getLogger(__name__)
 

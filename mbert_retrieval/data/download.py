@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import DataError, MbertRetrievalError
+from mbert_retrieval.core.errors import DataError, MbertRetrievalError
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import HubSource
-from ..errors import DataError
-from ..types import Qrels, RetrievalDataset, document_text
+from mbert_retrieval.config import HubSource
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.types import Qrels, RetrievalDataset, document_text
 
 log = logging.getLogger(__name__)
 

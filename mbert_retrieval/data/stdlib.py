@@ -22,8 +22,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
-from ..io import atomic_path, write_json, write_lines
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.io import atomic_path, write_json, write_lines
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..types import plural
-from .beir import load_beir_folder
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.types import plural
+from mbert_retrieval.data.beir import load_beir_folder
 
 log = logging.getLogger(__name__)
 

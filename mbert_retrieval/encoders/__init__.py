@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import EncoderConfig
-from ..errors import ConfigError
-from .base import Encoder
+from mbert_retrieval.config import EncoderConfig
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.encoders.base import Encoder
 
 KINDS = ("dense", "colbert")
 log = logging.getLogger(__name__)
@@ -98,11 +98,11 @@ def load_encoder(model: str, kind: str | None = None, **kwargs: Any) -> Encoder:
         for key in ("query_length", "document_length", "query_expansion", "embedding_size"):
             if kwargs.pop(key, None) is not None:
                 raise ConfigError(f"{key} applies to ColBERT models only (--kind colbert)")
-        from .dense import DenseEncoder
+        from mbert_retrieval.encoders.dense import DenseEncoder
 
         return DenseEncoder(model, **kwargs)
     if kind == "colbert":
-        from .colbert import ColBERTEncoder
+        from mbert_retrieval.encoders.colbert import ColBERTEncoder
 
         return ColBERTEncoder(model, **kwargs)
     raise ConfigError(f"unknown encoder kind {kind!r}; available: {', '.join(KINDS)}")

@@ -138,7 +138,7 @@ def unpadded_path(model: Any, enabled: bool = True) -> str | None:
     ``ModernBertModel`` (then transformers' padded forward runs)."""
     if not enabled or model is None:
         return None
-    from .unpadded import UnpaddedModernBert, is_modernbert
+    from mbert_retrieval.encoders.unpadded import UnpaddedModernBert, is_modernbert
 
     if not is_modernbert(model):
         return None
@@ -215,7 +215,7 @@ class LoadPlan:
 
 def plan_load(model: str, device: str | None = None, attn_implementation: str | None = None) -> LoadPlan:
     """Check a local path exists, read the architecture, and pick device, dtype and attention for it."""
-    from ..errors import ConfigError
+    from mbert_retrieval.core.errors import ConfigError
 
     local = Path(model).expanduser()
     if _looks_like_path(model) and not local.exists():

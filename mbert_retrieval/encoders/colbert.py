@@ -22,10 +22,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoint import check_checkpoint
-from ..errors import ConfigError, MbertRetrievalError
-from .backend import Backend, fingerprint_module, plan_load, quiet_loading, unpad_default, unpadded_path
-from .unpadded import unpadded
+from mbert_retrieval.core.checkpoint import check_checkpoint
+from mbert_retrieval.core.errors import ConfigError, MbertRetrievalError
+from mbert_retrieval.encoders.backend import (
+    Backend,
+    fingerprint_module,
+    plan_load,
+    quiet_loading,
+    unpad_default,
+    unpadded_path,
+)
+from mbert_retrieval.encoders.unpadded import unpadded
 
 log = logging.getLogger(__name__)
 

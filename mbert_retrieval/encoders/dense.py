@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checkpoint import check_checkpoint
-from ..errors import ConfigError, MbertRetrievalError
-from .backend import (
+from mbert_retrieval.core.checkpoint import check_checkpoint
+from mbert_retrieval.core.errors import ConfigError, MbertRetrievalError
+from mbert_retrieval.encoders.backend import (
     MODERNBERT_MAX_LENGTH,
     Backend,
     fingerprint_module,
@@ -26,7 +26,7 @@ from .backend import (
     unpad_default,
     unpadded_path,
 )
-from .unpadded import unpadded
+from mbert_retrieval.encoders.unpadded import unpadded
 
 log = logging.getLogger(__name__)
 

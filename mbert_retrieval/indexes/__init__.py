@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import IndexSpec
-from ..errors import ConfigError
-from .base import Index
+from mbert_retrieval.config import IndexSpec
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.indexes.base import Index
 
 SINGLE_VECTOR_KINDS = ("faiss",)
 MULTI_VECTOR_KINDS = ("plaid", "voyager", "exact-maxsim")
@@ -30,21 +30,21 @@ def check_compatible(spec: IndexSpec, encoder_kind: str) -> None:
 def make_index(spec: IndexSpec, dim: int, *, folder: str | Path | None = None) -> Index:
     """A new, empty index for ``spec``. ``folder`` is where on-disk backends (PLAID, Voyager) live."""
     if spec.kind == "faiss":
-        from .faiss_index import FaissIndex
+        from mbert_retrieval.indexes.faiss_index import FaissIndex
 
         return FaissIndex(dim, spec)
     if spec.kind == "exact-maxsim":
-        from .maxsim import ExactMaxSimIndex
+        from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex
 
         return ExactMaxSimIndex(dim, spec)
     if folder is None:
         raise ConfigError(f"a {spec.kind} index lives on disk: give it a folder")
     if spec.kind == "plaid":
-        from .plaid import PlaidIndex
+        from mbert_retrieval.indexes.plaid import PlaidIndex
 
         return PlaidIndex(dim, spec, folder)
     if spec.kind == "voyager":
-        from .voyager import VoyagerIndex
+        from mbert_retrieval.indexes.voyager import VoyagerIndex
 
         return VoyagerIndex(dim, spec, folder)
     raise ConfigError(f"unknown index kind {spec.kind!r}")  # pragma: no cover - the spec union admits no other

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..types import Run
+from mbert_retrieval.core.types import Run
 
 
 @runtime_checkable

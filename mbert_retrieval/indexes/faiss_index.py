@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import FaissSpec
-from ..errors import ConfigError, DataError
-from ..io import atomic_path, write_lines
-from ..types import Run
-from .manifest import read_manifest, write_manifest
+from mbert_retrieval.config import FaissSpec
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import atomic_path, write_lines
+from mbert_retrieval.core.types import Run
+from mbert_retrieval.indexes.manifest import read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 

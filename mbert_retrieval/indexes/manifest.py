@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from ..io import write_json
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import write_json
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1

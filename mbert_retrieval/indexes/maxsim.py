@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ExactMaxSimSpec
-from ..errors import DataError
-from ..io import atomic_path, write_lines
-from ..types import Run
-from .manifest import read_manifest, write_manifest
+from mbert_retrieval.config import ExactMaxSimSpec
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.io import atomic_path, write_lines
+from mbert_retrieval.core.types import Run
+from mbert_retrieval.indexes.manifest import read_manifest, write_manifest
 
 TOKENS_FILE = "tokens.npy"
 OFFSETS_FILE = "offsets.npy"

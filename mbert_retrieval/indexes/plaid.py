@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ExactMaxSimSpec, PlaidSpec
-from ..errors import ConfigError, DataError
-from ..io import write_lines
-from ..types import Run, plural
-from .manifest import read_manifest, write_manifest
-from .maxsim import ExactMaxSimIndex, check_token_matrices
+from mbert_retrieval.config import ExactMaxSimSpec, PlaidSpec
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import write_lines
+from mbert_retrieval.core.types import Run, plural
+from mbert_retrieval.indexes.manifest import read_manifest, write_manifest
+from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex, check_token_matrices
 
 log = logging.getLogger(__name__)
 

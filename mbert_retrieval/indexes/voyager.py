@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ExactMaxSimSpec, VoyagerSpec
-from ..errors import ConfigError, DataError
-from ..io import atomic_path, write_lines
-from ..types import Run
-from .manifest import read_manifest, write_manifest
-from .maxsim import OFFSETS_FILE, ExactMaxSimIndex, top_k
-from .plaid import rebuild_command
+from mbert_retrieval.config import ExactMaxSimSpec, VoyagerSpec
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import atomic_path, write_lines
+from mbert_retrieval.core.types import Run
+from mbert_retrieval.indexes.manifest import read_manifest, write_manifest
+from mbert_retrieval.indexes.maxsim import OFFSETS_FILE, ExactMaxSimIndex, top_k
+from mbert_retrieval.indexes.plaid import rebuild_command
 
 IDS_FILE = "doc_ids.txt"
 VOYAGER_FILE = Path("voyager") / "index.voyager"  # PyLate's layout: <folder>/voyager/index.voyager

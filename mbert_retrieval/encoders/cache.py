@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_path, write_json
+from mbert_retrieval.core.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .io import write_json, write_lines
-from .types import plural
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import write_json, write_lines
+from mbert_retrieval.core.types import plural
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class MiningInput:
 
 def input_from_beir(folder: str | Path, split: str = "train") -> MiningInput:
     """A BEIR folder: the corpus, and one row per judgement >= 1 of ``split``."""
-    from .data.beir import load_beir_folder
+    from mbert_retrieval.data.beir import load_beir_folder
 
     ds = load_beir_folder(folder, split)
     position = {d: i for i, d in enumerate(ds.corpus_ids)}
@@ -105,7 +105,7 @@ def input_from_pairs(path: str | Path, corpus: str | Path | None = None) -> Mini
     """A pairs file (TSV/JSONL query, positive). The candidates are the distinct positives, plus the
     documents of ``corpus`` (BEIR folder, .jsonl or .tsv) when given. Rows sharing a query text
     share their positives (none of them becomes a negative of that query)."""
-    from .data.training import read_pairs
+    from mbert_retrieval.data.training import read_pairs
 
     pairs = read_pairs(path)
     doc_ids: list[str] = []
@@ -134,7 +134,7 @@ def input_from_pairs(path: str | Path, corpus: str | Path | None = None) -> Mini
         rows.append((q, d))
     notes = {"pairs": len(pairs), "distinct positives": len(doc_texts)}
     if corpus is not None:
-        from .data.corpus import load_corpus_input
+        from mbert_retrieval.data.corpus import load_corpus_input
 
         extra = load_corpus_input(corpus, skip_blank=True)
         before = len(doc_texts)
@@ -225,9 +225,9 @@ def mine(
 ) -> dict[str, Any]:
     """Mine negatives for ``data`` with ``model`` and write the triples to ``out`` (``.jsonl`` or
     ``.tsv``) and a summary to ``OUT.summary.json``; returns the summary."""
-    from .catalog import load_index_spec
-    from .encoders import detect_kind, load_encoder
-    from .indexes import make_index
+    from mbert_retrieval.catalog import load_index_spec
+    from mbert_retrieval.encoders import detect_kind, load_encoder
+    from mbert_retrieval.indexes import make_index
 
     options = options or MiningOptions()
     out = Path(out)

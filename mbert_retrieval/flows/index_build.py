@@ -33,17 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from .cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
-from .checkpoint import check_checkpoint
-from .config import EncoderConfig, FaissSpec, format_validation_error
-from .data.corpus import Corpus, load_corpus_input, snippet
-from .encoders import encoder_from_config, log_truncated
-from .errors import ConfigError, DataError, OutputExistsError, OutputWriteError
-from .indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
-from .io import WRITE_ERRNOS, atomic_path, write_json
-from .lock import output_lock_if_main
-from .types import plural
-from .versions import versions
+from mbert_retrieval.config import EncoderConfig, FaissSpec, format_validation_error
+from mbert_retrieval.core.checkpoint import check_checkpoint
+from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError, OutputWriteError
+from mbert_retrieval.core.io import WRITE_ERRNOS, atomic_path, write_json
+from mbert_retrieval.core.lock import output_lock_if_main
+from mbert_retrieval.core.types import plural
+from mbert_retrieval.core.versions import versions
+from mbert_retrieval.data.corpus import Corpus, load_corpus_input, snippet
+from mbert_retrieval.encoders import encoder_from_config, log_truncated
+from mbert_retrieval.encoders.cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
+from mbert_retrieval.indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def encoder_from_manifest(
         )
     check_checkpoint(model or record["model"], trust_remote_code=trust_remote_code)
     if built.get("kind") == "colbert":  # a multi-vector index (PLAID, Voyager) built by `eval`
-        from .encoders import load_encoder
+        from mbert_retrieval.encoders import load_encoder
 
         colbert = load_encoder(
             model or record["model"],
@@ -531,7 +531,7 @@ def resolve_any_spec(spec: Any) -> tuple[str, Any]:
     if isinstance(spec, FaissSpec):
         return spec.type, spec
     if isinstance(spec, str | Path):
-        from .catalog import load_index_spec
+        from mbert_retrieval.catalog import load_index_spec
 
         spec = load_index_spec(spec)
     if hasattr(spec, "index"):
@@ -580,7 +580,7 @@ def build_index(
     its slice of the shards and rank 0 writes the index; the other ranks return ``None``.
     ``encoder`` may be given instead of loading ``model`` (its settings are then its own).
     """
-    from .indexes.faiss_index import FaissIndex, min_train_vectors, set_num_threads
+    from mbert_retrieval.indexes.faiss_index import FaissIndex, min_train_vectors, set_num_threads
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -732,8 +732,8 @@ def build_multivector_index(
     ``kind`` ``"colbert"`` lets a plain or sentence-transformers encoder serve as an (untrained)
     ColBERT backbone; without it such a model is refused.
     """
-    from .encoders import detect_kind
-    from .indexes import make_index
+    from mbert_retrieval.encoders import detect_kind
+    from mbert_retrieval.indexes import make_index
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -879,7 +879,7 @@ def add_documents(
     new ones appended; HNSW cannot remove and refuses). The updated index is written to a temporary
     copy and renamed into place.
     """
-    from .indexes.faiss_index import IDS_FILE, FaissIndex, set_num_threads
+    from mbert_retrieval.indexes.faiss_index import IDS_FILE, FaissIndex, set_num_threads
 
     t_start = time.perf_counter()
     set_num_threads(faiss_threads)

@@ -57,12 +57,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .io import check_folder_target
-    from .metrics import parse_measure
-    from .reference import paper_numbers
-    from .report import build_report, load_results_folder, report_markdown, write_report
-    from .types import plural
+    from mbert_retrieval.core.errors import ConfigError
+    from mbert_retrieval.core.io import check_folder_target
+    from mbert_retrieval.core.types import plural
+    from mbert_retrieval.report.paper import build_report, load_results_folder, report_markdown, write_report
+    from mbert_retrieval.report.reference import paper_numbers
+    from mbert_retrieval.results.metrics import parse_measure
 
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else [None] * len(args.out_dirs)
     if len(labels) != len(args.out_dirs):

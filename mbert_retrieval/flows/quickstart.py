@@ -37,14 +37,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .catalog import load_index_spec, load_recipe_by_name
-from .config import DatasetSpec, EncoderConfig, EvalConfig, IndexSpecFile, PlaidSpec, SuiteSpec
-from .errors import ConfigError, OutputExistsError
-from .io import write_json, write_text
-from .lock import output_lock
-from .recipes import Recipe
-from .types import plural
-from .versions import versions
+from mbert_retrieval.catalog import load_index_spec, load_recipe_by_name
+from mbert_retrieval.config import DatasetSpec, EncoderConfig, EvalConfig, IndexSpecFile, PlaidSpec, SuiteSpec
+from mbert_retrieval.core.errors import ConfigError, OutputExistsError
+from mbert_retrieval.core.io import write_json, write_text
+from mbert_retrieval.core.lock import output_lock
+from mbert_retrieval.core.types import plural
+from mbert_retrieval.core.versions import versions
+from mbert_retrieval.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _evaluate(
 
 def _fuse(out: Path, data_dir: Path, sources: list[Path], *, overwrite: bool, progress: bool) -> dict[str, Any]:
     """Reciprocal rank fusion (k 60) of earlier eval folders' runs, through ``run_eval``; the row's record."""
-    from .config import FusionConfig
+    from mbert_retrieval.config import FusionConfig
 
     cfg = EvalConfig(
         suite=_suite(),
@@ -181,7 +181,7 @@ def _fuse(out: Path, data_dir: Path, sources: list[Path], *, overwrite: bool, pr
 
 def _row_record(cfg: EvalConfig, *, overwrite: bool, progress: bool) -> dict[str, Any]:
     """``run_eval(cfg)`` on the test split; what the table row and the example need from its results."""
-    from .pipeline import run_eval
+    from mbert_retrieval.flows.evaluate import run_eval
 
     out = Path(cfg.out)
     results = run_eval(cfg, overwrite=overwrite, progress=progress)
@@ -215,7 +215,7 @@ def _encoder(model: str, recipe: Recipe) -> EncoderConfig:
 
 
 def _train(recipe_name: str, base: str, out: Path, data: Path, steps: int, overwrite: bool, progress: bool) -> dict:
-    from .train import train
+    from mbert_retrieval.flows.train import train
 
     overrides = [f"model.base={base}", f"output_dir={out}", f"data.train.path={data}", f"training.max_steps={steps}"]
     recipe = load_recipe_by_name(recipe_name, overrides)
@@ -342,7 +342,7 @@ def _gains(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _answer_rank(run_path: str, qid: str, relevant: list[str]) -> int | None:
     """Rank (1-based, trec_eval order) of the first relevant document in a saved run, None if absent."""
-    from .runs import read_run
+    from mbert_retrieval.results.runs import read_run
 
     ranked = sorted(read_run(run_path).get(qid, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
     return next((i for i, (doc, _) in enumerate(ranked, start=1) if doc in relevant), None)
@@ -363,9 +363,9 @@ def pick_example(ds: Any, bm25_run: dict[str, dict[str, float]], hybrid_run: dic
 def _example(out: Path, data: Path, stages: dict[str, Any]) -> dict[str, Any]:
     """The example query (``pick_example``), searched in the saved FAISS and PLAID indices (top 3 hits
     of each), and where each retriever's run ranked its answer."""
-    from .data.beir import load_beir_folder
-    from .runs import read_run
-    from .search import SearchIndex
+    from mbert_retrieval.data.beir import load_beir_folder
+    from mbert_retrieval.results.runs import read_run
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     ds = load_beir_folder(data / "test", "test")
     text = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
@@ -431,8 +431,8 @@ def run_quickstart(
 def _run_quickstart(
     out: Path, sz: Size, model: str | None, minutes: float | None, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
-    from .data.stdlib import build_stdlib_splits
-    from .encoders.modernbert import MODEL_SIZES
+    from mbert_retrieval.data.stdlib import build_stdlib_splits
+    from mbert_retrieval.encoders.modernbert import MODEL_SIZES
 
     t_start = time.perf_counter()
     dense_recipe = load_recipe_by_name("quickstart-dense")
@@ -466,8 +466,8 @@ def _run_quickstart(
     base_dir = out / "base-model"
 
     def build_model() -> dict[str, Any]:
-        from .data.beir import load_beir_folder
-        from .encoders.modernbert import build_modernbert
+        from mbert_retrieval.data.beir import load_beir_folder
+        from mbert_retrieval.encoders.modernbert import build_modernbert
 
         train_ds = load_beir_folder(data / "train", "train")
         texts = [*train_ds.queries.values(), *train_ds.corpus_texts]
@@ -541,7 +541,7 @@ def _run_quickstart(
     faiss_dir = out / "indexes" / "dense-faiss"
 
     def build_faiss() -> dict[str, Any]:
-        from .indexing import build_index
+        from mbert_retrieval.flows.index_build import build_index
 
         result = build_index(
             trained["dense"],

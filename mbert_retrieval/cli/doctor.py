@@ -77,8 +77,8 @@ def report(model: str | None = None, device: str | None = None) -> dict[str, Any
     """Everything ``doctor`` prints, as data."""
     import torch
 
-    from .encoders import backend
-    from .encoders.unpadded import TRANSFORMERS_VERSION
+    from mbert_retrieval.encoders import backend
+    from mbert_retrieval.encoders.unpadded import TRANSFORMERS_VERSION
 
     libs = libraries()
     cuda = torch.cuda.is_available()

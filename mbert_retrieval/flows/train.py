@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import check_checkpoint
-from .errors import ConfigError
-from .io import write_json, write_lines, write_text
-from .lock import output_lock_if_main
-from .recipes import Recipe, dump_recipe
-from .types import plural
+from mbert_retrieval.core.checkpoint import check_checkpoint
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.io import write_json, write_lines, write_text
+from mbert_retrieval.core.lock import output_lock_if_main
+from mbert_retrieval.core.types import plural
+from mbert_retrieval.recipes import Recipe, dump_recipe
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def build_model(recipe: Recipe):
         if m.query_prompt or m.document_prompt:
             model.prompts = {"query": m.query_prompt or "", "document": m.document_prompt or ""}
         return model
-    from .encoders.colbert import build_colbert
+    from mbert_retrieval.encoders.colbert import build_colbert
 
     return build_colbert(
         base,
@@ -186,7 +186,7 @@ def build_model(recipe: Recipe):
 
 
 def load_train_data(recipe: Recipe):
-    from .data import training
+    from mbert_retrieval.data import training
 
     d = recipe.data.train
     if d.source == "beir-qrels":
@@ -269,7 +269,7 @@ def make_evaluator(recipe: Recipe):
     e = recipe.data.eval
     if e is None:
         return None
-    from .data.beir import load_beir_folder
+    from mbert_retrieval.data.beir import load_beir_folder
 
     ds = load_beir_folder(e.beir, e.split)
     qids = list(ds.queries)[: e.max_queries] if e.max_queries else list(ds.queries)
@@ -402,7 +402,7 @@ def eval_card_section(results: dict[str, Any], source: str) -> str:
 def record_eval_in_card(model_dir: str | Path, eval_out: str | Path) -> Path:
     """Put the numbers of ``eval_out/results.json`` (an eval of this model) into the model card's
     Evaluation section, replacing what an earlier call put there. Returns the card's path."""
-    from .errors import DataError
+    from mbert_retrieval.core.errors import DataError
 
     model_dir, eval_out = Path(model_dir), Path(eval_out)
     card = model_dir / "README.md"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_path
+from mbert_retrieval.core.io import atomic_path
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError, MbertRetrievalError
-from .io import check_folder_target, write_json, write_text
-from .reference import DEFAULT_PAPER_NAMES, SUMMARY_DATASETS, PaperNumbers
+from mbert_retrieval.core.errors import ConfigError, DataError, MbertRetrievalError
+from mbert_retrieval.core.io import check_folder_target, write_json, write_text
+from mbert_retrieval.report.reference import DEFAULT_PAPER_NAMES, SUMMARY_DATASETS, PaperNumbers
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def load_results_folder(path: str | Path, label: str | None = None) -> ResultsFo
         raise DataError(file, "not a results file of this tool (no 'metrics' mapping)")
     suite = None
     if data.get("suite"):
-        from .catalog import load_suite
+        from mbert_retrieval.catalog import load_suite
 
         try:
             suite = load_suite(str(data["suite"]))
@@ -145,9 +145,9 @@ def _parts_from_files(folder: ResultsFolder, key: str, metric: str) -> dict[str 
 def _parts_from_runs(
     folder: ResultsFolder, key: str, metric: str, data_dir: Path
 ) -> dict[str | None, dict[str, float]] | None:
-    from .data.beir import load_qrels
-    from .metrics import evaluate
-    from .runs import read_run
+    from mbert_retrieval.data.beir import load_qrels
+    from mbert_retrieval.results.metrics import evaluate
+    from mbert_retrieval.results.runs import read_run
 
     record = folder.results.get("datasets", {}).get(key, {})
     spec = _spec(folder, key)
@@ -182,7 +182,7 @@ def per_query_parts(
         return None, "none (no per_query file; pass --data-dir to recompute from runs/ + qrels)"
     reported = folder.results["metrics"].get(key, {}).get(metric)
     if reported is not None and parts:
-        from .stats import weighted_mean
+        from mbert_retrieval.results.stats import weighted_mean
 
         mean = weighted_mean([np.fromiter(p.values(), dtype=np.float64) for p in parts.values()])
         if abs(mean - float(reported)) > 1e-4:  # MTEB rounds its means to 5 decimals
@@ -226,7 +226,7 @@ def build_report(
 ) -> dict[str, Any]:
     """Per dataset: the paper's number, ours (x100) with a bootstrap 95% interval and the difference;
     paired tests of every run against the first; and the Table 1 style summary. JSON-able."""
-    from .stats import bootstrap_ci, paired_test
+    from mbert_retrieval.results.stats import bootstrap_ci, paired_test
 
     if not folders:
         raise ConfigError("give at least one results folder")
@@ -479,7 +479,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """``report.md``, ``report.json`` and ``report.png`` (bars: paper and each run per dataset) in ``out_dir``."""
-    from .plots import BarSeries, grouped_bar_chart
+    from mbert_retrieval.report.plots import BarSeries, grouped_bar_chart
 
     out = check_folder_target(out_dir)
     out.mkdir(parents=True, exist_ok=True)

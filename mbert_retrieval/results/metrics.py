@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import ConfigError
-from .types import Qrels, Run
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.types import Qrels, Run
 
 _MEASURE = re.compile(r"^(nDCG|R|P|RR|AP|MAP)@([1-9][0-9]*)$")
 _ALIASES = {"MAP": "AP"}

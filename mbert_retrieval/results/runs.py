@@ -11,10 +11,10 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DataError
-from .io import write_lines
-from .metrics import rank
-from .types import Run
+from mbert_retrieval.core.errors import DataError
+from mbert_retrieval.core.io import write_lines
+from mbert_retrieval.core.types import Run
+from mbert_retrieval.results.metrics import rank
 
 
 def format_run(run: Run, tag: str) -> Iterator[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, OutputWriteError
+from mbert_retrieval.core.errors import OutputExistsError, OutputWriteError
 
 # errors of the place written to (not of the program): reported as one line, naming the file
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}

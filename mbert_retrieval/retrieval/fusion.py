@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .metrics import rank
-from .types import Run, plural
+from mbert_retrieval.core.types import Run, plural
+from mbert_retrieval.results.metrics import rank
 
 FUSION_METHODS = ("rrf", "weighted")
 NORMALISATIONS = ("minmax", "zscore")

@@ -1,6 +1,6 @@
 """Search a built index with text: the Python side of ``mbert-retrieval search``.
 
-    from mbert_retrieval.search import SearchIndex
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     index = SearchIndex.load("out/scifact-hnsw")          # the encoder the manifest records
     for hit in index.search(["how do statins work"], k=10)[0]:
@@ -21,25 +21,25 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .indexes.manifest import check_encoder, read_manifest
-from .types import Run, plural
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.types import Run, plural
+from mbert_retrieval.indexes.manifest import check_encoder, read_manifest
 
 
 def _load_plaid(path: Path) -> Any:
-    from .indexes.plaid import PlaidIndex
+    from mbert_retrieval.indexes.plaid import PlaidIndex
 
     return PlaidIndex.load(path)
 
 
 def _load_voyager(path: Path) -> Any:
-    from .indexes.voyager import VoyagerIndex
+    from mbert_retrieval.indexes.voyager import VoyagerIndex
 
     return VoyagerIndex.load(path)
 
 
 def _load_exact(path: Path) -> Any:
-    from .indexes.maxsim import ExactMaxSimIndex
+    from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex
 
     return ExactMaxSimIndex.load(path)
 
@@ -97,8 +97,13 @@ class SearchIndex:
         """Open the index in ``path``. ``model`` (loaded now, with the recorded settings) or an
         ``encoder`` object replaces the recorded model; a mismatch is refused. ``trust_remote_code``
         is the user's consent (a manifest's own record of it is not enough)."""
-        from .indexes.faiss_index import FaissIndex
-        from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, Snippets, recover_interrupted_swap
+        from mbert_retrieval.flows.index_build import (
+            SNIPPET_OFFSETS_FILE,
+            SNIPPETS_FILE,
+            Snippets,
+            recover_interrupted_swap,
+        )
+        from mbert_retrieval.indexes.faiss_index import FaissIndex
 
         path = Path(path)
         recover_interrupted_swap(path)
@@ -137,7 +142,7 @@ class SearchIndex:
         return self
 
     def _load_encoder(self, model: str | None = None) -> Any:
-        from .indexing import encoder_from_manifest
+        from mbert_retrieval.flows.index_build import encoder_from_manifest
 
         self._encoder = encoder_from_manifest(self.manifest, self.path, model=model, **self._encoder_options)
         return self._encoder

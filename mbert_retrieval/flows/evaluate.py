@@ -26,20 +26,20 @@ from typing import Any
 
 import yaml
 
-from .cache import iter_document_embeddings
-from .catalog import load_index_spec
-from .config import BM25Config, DatasetSpec, EvalConfig, FusionConfig, IndexSpec, IndexSpecFile
-from .data import iter_datasets
-from .encoders import Encoder, encoder_from_config, log_truncated
-from .errors import ConfigError, DataError, OutputExistsError
-from .indexes import check_compatible, make_index
-from .io import check_folder_target, removed_on_failure, write_json, write_text
-from .lock import output_lock_if_main
-from .metrics import Evaluation, evaluate
-from .report import markdown_table
-from .runs import read_run, write_run
-from .types import RetrievalDataset, Run
-from .versions import versions
+from mbert_retrieval.catalog import load_index_spec
+from mbert_retrieval.config import BM25Config, DatasetSpec, EvalConfig, FusionConfig, IndexSpec, IndexSpecFile
+from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError
+from mbert_retrieval.core.io import check_folder_target, removed_on_failure, write_json, write_text
+from mbert_retrieval.core.lock import output_lock_if_main
+from mbert_retrieval.core.types import RetrievalDataset, Run
+from mbert_retrieval.core.versions import versions
+from mbert_retrieval.data import iter_datasets
+from mbert_retrieval.encoders import Encoder, encoder_from_config, log_truncated
+from mbert_retrieval.encoders.cache import iter_document_embeddings
+from mbert_retrieval.indexes import check_compatible, make_index
+from mbert_retrieval.report.paper import markdown_table
+from mbert_retrieval.results.metrics import Evaluation, evaluate
+from mbert_retrieval.results.runs import read_run, write_run
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,13 @@ def _searchable_index_meta(
     """What ``index build`` records in a manifest, for the PLAID / Voyager index an eval leaves in
     ``OUT/indices/<dataset>/`` (so ``index info`` and ``search`` show it as they show a built one);
     writes the snippets beside it, in the index's document order."""
-    from .indexing import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, recorded_model, snippet_lines, write_snippets
+    from mbert_retrieval.flows.index_build import (
+        SNIPPET_OFFSETS_FILE,
+        SNIPPETS_FILE,
+        recorded_model,
+        snippet_lines,
+        write_snippets,
+    )
 
     text_of = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
     write_snippets(index.folder, snippet_lines(text_of[d] for d in index.doc_ids))
@@ -103,7 +109,7 @@ def _searchable_index_meta(
 def _open_built_index(cfg: EvalConfig, specs: list[Any], *, progress: bool) -> Iterator[Any]:
     """The ``SearchIndex`` of ``cfg.index_dir`` with its recorded encoder (or ``cfg.encoder.model``,
     checked against the index); it holds one corpus, so one dataset without subsets."""
-    from .search import SearchIndex
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     assert cfg.index_dir is not None
     if len(specs) != 1 or specs[0].subsets:
@@ -285,7 +291,7 @@ def bm25_dataset_run(
     ds: RetrievalDataset, settings: BM25Config, *, top_k: int, ignore_identical_ids: bool, progress: bool
 ) -> tuple[Run, dict[str, float]]:
     """BM25 top ``top_k`` for one loaded dataset, and its wall time (index + search, seconds)."""
-    from .bm25 import bm25_search
+    from mbert_retrieval.retrieval.bm25 import bm25_search
 
     t = time.perf_counter()
     run = bm25_search(
@@ -323,7 +329,7 @@ def evaluate_bm25_dataset(
 
 def _fusion_sources(fusion: FusionConfig, settings: BM25Config) -> list[dict[str, Any]]:
     """What each fused source is: BM25 settings, or the results folder's model and fingerprint."""
-    from .bm25 import describe as describe_bm25
+    from mbert_retrieval.retrieval.bm25 import describe as describe_bm25
 
     sources = []
     for source in fusion.sources:
@@ -375,7 +381,7 @@ def evaluate_fused_dataset(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Fuse the sources' runs of one loaded dataset (BM25 computed here), score, write."""
-    from .fusion import fuse
+    from mbert_retrieval.retrieval.fusion import fuse
 
     log.info("%s", ds.summary())
     seconds: dict[str, float] = {}
@@ -462,7 +468,7 @@ def _run_eval(
         described = encoder.describe()
         model_name = described["name"]
     elif cfg.is_bm25:
-        from .bm25 import describe as describe_bm25
+        from mbert_retrieval.retrieval.bm25 import describe as describe_bm25
 
         mode = "bm25"
         described = describe_bm25(**cfg.bm25.model_dump())

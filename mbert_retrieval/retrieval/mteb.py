@@ -46,20 +46,20 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.similarity_functions import dot_score
 from mteb.types import PromptType
 
-from .config import DatasetSpec, EvalConfig
-from .data import iter_datasets
-from .encoders import Encoder, encoder_from_config, load_encoder
-from .encoders.colbert import _quiet_expansion_notice
-from .encoders.unpadded import unpadded
-from .errors import ConfigError, DataError, OutputExistsError
-from .io import check_folder_target, removed_on_failure, write_json, write_text
-from .lock import output_lock_if_main
-from .metrics import parse_measure
-from .pipeline import CONFIG_FILE, RESULTS_FILE, result_key
-from .report import markdown_table
-from .runs import write_run
-from .types import RetrievalDataset
-from .versions import versions
+from mbert_retrieval.config import DatasetSpec, EvalConfig
+from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError
+from mbert_retrieval.core.io import check_folder_target, removed_on_failure, write_json, write_text
+from mbert_retrieval.core.lock import output_lock_if_main
+from mbert_retrieval.core.types import RetrievalDataset
+from mbert_retrieval.core.versions import versions
+from mbert_retrieval.data import iter_datasets
+from mbert_retrieval.encoders import Encoder, encoder_from_config, load_encoder
+from mbert_retrieval.encoders.colbert import _quiet_expansion_notice
+from mbert_retrieval.encoders.unpadded import unpadded
+from mbert_retrieval.flows.evaluate import CONFIG_FILE, RESULTS_FILE, result_key
+from mbert_retrieval.report.paper import markdown_table
+from mbert_retrieval.results.metrics import parse_measure
+from mbert_retrieval.results.runs import write_run
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def to_mteb(
     Example::
 
         import mteb
-        from mbert_retrieval.mteb_engine import to_mteb
+        from mbert_retrieval.retrieval.mteb import to_mteb
 
         results = mteb.evaluate(to_mteb("out/scifact-dense/model"), mteb.get_tasks(["SciFact"]), cache=None)
     """

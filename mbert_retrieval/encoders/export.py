@@ -11,7 +11,7 @@ config_sentence_transformers.json, so that PyLate computes the same token vector
 sentence-transformers 6 does on the original model.
 
 What PyLate cannot express is refused with a one-line ``ConfigError`` naming it, never exported
-approximately. ``import mbert_retrieval.export`` is light: torch and sentence-transformers load when
+approximately. ``import mbert_retrieval.encoders.export`` is light: torch and sentence-transformers load when
 ``export_pylate`` runs.
 """
 
@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, OutputExistsError, OutputWriteError
-from .io import WRITE_ERRNOS
+from mbert_retrieval.core.errors import ConfigError, OutputExistsError, OutputWriteError
+from mbert_retrieval.core.io import WRITE_ERRNOS
 
 # The layout written is sentence-transformers 5.3's (PyLate 1.6 pins sentence-transformers==5.3.0).
 PYLATE_ST_VERSION = "5.3.0"
@@ -97,7 +97,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
 
 
 def _load(source: str) -> Any:
-    from .encoders.colbert import multivector_layout
+    from mbert_retrieval.encoders.colbert import multivector_layout
 
     if multivector_layout(source) is None:
         raise ConfigError(

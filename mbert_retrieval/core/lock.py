@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputLockedError, OutputWriteError
-from .io import WRITE_ERRNOS
+from mbert_retrieval.core.errors import OutputLockedError, OutputWriteError
+from mbert_retrieval.core.io import WRITE_ERRNOS
 
 log = logging.getLogger(__name__)
 

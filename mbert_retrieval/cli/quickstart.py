@@ -75,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import format_example, format_outputs, render_markdown, run_quickstart
+    from mbert_retrieval.flows.quickstart import format_example, format_outputs, render_markdown, run_quickstart
 
     results = run_quickstart(
         args.out,

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from mbert_retrieval.core.errors import ConfigError
 
 TRUSTED_MODULE_PREFIXES = ("sentence_transformers.", "pylate.")
 TRUSTED_ACTIVATION_PREFIX = "torch.nn."

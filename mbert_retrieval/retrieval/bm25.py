@@ -21,8 +21,8 @@ import logging
 from importlib import metadata
 from typing import Any
 
-from .errors import ConfigError
-from .types import Run
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.types import Run
 
 log = logging.getLogger(__name__)
 

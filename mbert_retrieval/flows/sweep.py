@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .io import write_json, write_text
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.io import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,10 @@ def run_sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate ``recipe`` at each learning rate; write and return ``sweep.json``'s content."""
-    from .catalog import load_index_spec, load_recipe_by_name, load_suite
-    from .config import EncoderConfig, EvalConfig
-    from .pipeline import run_eval
-    from .train import complete_checkpoints, record_eval_in_card, train
+    from mbert_retrieval.catalog import load_index_spec, load_recipe_by_name, load_suite
+    from mbert_retrieval.config import EncoderConfig, EvalConfig
+    from mbert_retrieval.flows.evaluate import run_eval
+    from mbert_retrieval.flows.train import complete_checkpoints, record_eval_in_card, train
 
     overrides = list(overrides or [])
     base = load_recipe_by_name(recipe, overrides)

@@ -2,7 +2,7 @@
 
 ``add_parsers(sub)`` registers the commands on the main parser's subparsers. Each handler takes
 the parsed ``argparse.Namespace`` (usable as a plain function) and raises ``MbertRetrievalError``
-subclasses for user errors. ``cli.py`` registers them; ``python -m mbert_retrieval.cli_index`` also
+subclasses for user errors. ``cli.py`` registers them; ``python -m mbert_retrieval.cli.index`` also
 runs them on its own (also under ``torchrun``).
 """
 
@@ -13,9 +13,9 @@ import json
 import logging
 import sys
 
-from .cli_options import add_index_dir_option
-from .errors import ConfigError
-from .types import plural
+from mbert_retrieval.cli.options import add_index_dir_option
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.core.types import plural
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _add_unpad_option(p: argparse.ArgumentParser) -> None:
 def _apply_unpad_option(args: argparse.Namespace) -> None:
     """``--no-unpad``: encoders built from here on use transformers' padded forward."""
     if getattr(args, "no_unpad", False):
-        from .encoders.backend import set_unpad_default
+        from mbert_retrieval.encoders.backend import set_unpad_default
 
         set_unpad_default(False)
 
@@ -215,7 +215,7 @@ def _seconds(s: float) -> str:
 
 def cmd_index_build(args: argparse.Namespace) -> int:
     """``index build``: encode ``args.corpus`` with ``args.model`` into a ``args.spec`` index at ``args.out``."""
-    from .indexing import build_index
+    from mbert_retrieval.flows.index_build import build_index
 
     _apply_unpad_option(args)
     result = build_index(
@@ -255,7 +255,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 def cmd_index_add(args: argparse.Namespace) -> int:
     """``index add``: append ``args.corpus`` to the index in ``args.index``."""
-    from .indexing import add_documents
+    from mbert_retrieval.flows.index_build import add_documents
 
     _apply_unpad_option(args)
     result = add_documents(
@@ -284,7 +284,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
 
 def cmd_index_info(args: argparse.Namespace) -> int:
     """``index info``: the manifest of ``args.index``, summarised (or whole with ``--json``)."""
-    from .indexes.manifest import read_manifest
+    from mbert_retrieval.indexes.manifest import read_manifest
 
     m = read_manifest(args.index)
     if args.json:
@@ -309,10 +309,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .data.beir import load_qrels
-    from .data.corpus import load_queries_input
-    from .io import check_file_target
-    from .search import SearchIndex
+    from mbert_retrieval.core.io import check_file_target
+    from mbert_retrieval.data.beir import load_qrels
+    from mbert_retrieval.data.corpus import load_queries_input
+    from mbert_retrieval.retrieval.search import SearchIndex
 
     if not args.index_dir:
         raise ConfigError("give the index folder: --index-dir DIR")
@@ -353,7 +353,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         index.encoder  # noqa: B018 - load it before the clock starts
         t = time.perf_counter()
         if args.out:
-            from .runs import write_run
+            from mbert_retrieval.results.runs import write_run
 
             run = index.run(queries, k=k)
             seconds = time.perf_counter() - t
@@ -373,8 +373,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _print_scores(qrels: dict, run: dict, source: str) -> None:
     """The run's scores against ``qrels`` (trec_eval semantics), as a one-row Markdown table, x100."""
-    from .config import DEFAULT_METRICS
-    from .metrics import evaluate
+    from mbert_retrieval.config import DEFAULT_METRICS
+    from mbert_retrieval.results.metrics import evaluate
 
     judged = {q: docs for q, docs in qrels.items() if q in run}
     if not judged:
@@ -389,6 +389,6 @@ def _print_scores(qrels: dict, run: dict, source: str) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
+    from mbert_retrieval.cli.app import main
 
     sys.exit(main())

@@ -12,7 +12,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from mbert_retrieval.core.errors import ConfigError, DataError
 
 _PACKAGE = Path(__file__).resolve().parent
 TABLE1_FILE = "modernbert_table1.csv"

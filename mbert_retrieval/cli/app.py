@@ -10,16 +10,16 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
-from .checkpoint import ALLOW_PICKLE_ENV
-from .cli_doctor import add_parsers as add_doctor_parsers
-from .cli_index import add_parsers as add_index_parsers
-from .cli_options import add_spec_option
-from .cli_quickstart import add_parsers as add_quickstart_parsers
-from .cli_report import add_parsers as add_report_parsers
-from .cli_train import add_parsers as add_train_parsers
-from .errors import MbertRetrievalError
-from .io import WRITE_ERRNOS
+from mbert_retrieval import __version__
+from mbert_retrieval.cli.doctor import add_parsers as add_doctor_parsers
+from mbert_retrieval.cli.index import add_parsers as add_index_parsers
+from mbert_retrieval.cli.options import add_spec_option
+from mbert_retrieval.cli.quickstart import add_parsers as add_quickstart_parsers
+from mbert_retrieval.cli.report import add_parsers as add_report_parsers
+from mbert_retrieval.cli.train import add_parsers as add_train_parsers
+from mbert_retrieval.core.checkpoint import ALLOW_PICKLE_ENV
+from mbert_retrieval.core.errors import MbertRetrievalError
+from mbert_retrieval.core.io import WRITE_ERRNOS
 
 log = logging.getLogger("mbert_retrieval")
 
@@ -194,11 +194,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .catalog import beir_folders_suite, load_index_spec, load_suite, suites_holding
-    from .config import BM25Config, EncoderConfig, EvalConfig, FusionConfig
-    from .errors import ConfigError
-    from .pipeline import run_eval
-    from .report import markdown_table
+    from mbert_retrieval.catalog import beir_folders_suite, load_index_spec, load_suite, suites_holding
+    from mbert_retrieval.config import BM25Config, EncoderConfig, EvalConfig, FusionConfig
+    from mbert_retrieval.core.errors import ConfigError
+    from mbert_retrieval.flows.evaluate import run_eval
+    from mbert_retrieval.report.paper import markdown_table
 
     if args.beir:
         if args.datasets or args.download:
@@ -290,7 +290,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError("invalid option " + "; ".join(problems)) from None
         raise
     if args.engine == "mteb":
-        from .mteb_engine import run_eval_mteb as run_eval
+        from mbert_retrieval.retrieval.mteb import run_eval_mteb as run_eval
     results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(markdown_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  runs: {Path(args.out) / 'runs'}/", file=sys.stderr)
@@ -348,7 +348,7 @@ examples:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from .export import EXPORT_HELP
+    from mbert_retrieval.encoders.export import EXPORT_HELP
 
     p = sub.add_parser(
         "export",
@@ -365,7 +365,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_pylate
+    from mbert_retrieval.encoders.export import export_pylate
 
     out = export_pylate(args.model, args.out, overwrite=args.overwrite)
     print(f"PyLate model: {out}")
@@ -373,17 +373,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .catalog import load_recipe_by_name
-    from .recipes import check_recipe_paths, dump_recipe
+    from mbert_retrieval.catalog import load_recipe_by_name
+    from mbert_retrieval.recipes import check_recipe_paths, dump_recipe
 
     recipe = load_recipe_by_name(args.recipe, args.overrides)
     check_recipe_paths(recipe)  # before --dry-run's summary and before any model is loaded
     if args.dry_run:  # one YAML document: the recipe (null keys left out), then a `batch:` mapping
-        from .train import batch_summary
+        from mbert_retrieval.flows.train import batch_summary
 
         print(dump_recipe(recipe, nulls=False, batch=batch_summary(recipe)), end="")
         return 0
-    from .train import train
+    from mbert_retrieval.flows.train import train
 
     final = train(recipe, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"model: {final}")
@@ -391,7 +391,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .catalog import validate_file
+    from mbert_retrieval.catalog import validate_file
 
     failed = 0
     for f in args.files:  # every file is checked: one `ok` or `error:` line each
@@ -424,8 +424,15 @@ def _columns(rows: list[list[str]]) -> list[str]:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from .catalog import list_index_specs, list_recipes, list_suites, load_index_spec, load_recipe_by_name, load_suite
-    from .types import plural
+    from mbert_retrieval.catalog import (
+        list_index_specs,
+        list_recipes,
+        list_suites,
+        load_index_spec,
+        load_recipe_by_name,
+        load_suite,
+    )
+    from mbert_retrieval.core.types import plural
 
     suites = [(name, path, load_suite(path)) for name, path in list_suites().items()]
     width = max((len(d.name) for *_, suite in suites for d in suite.datasets), default=0)
@@ -506,7 +513,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     log.propagate = False
     if not verbose:
         # Third-party chatter (load reports, tokenizer hints) stays quiet unless asked for.
-        from .encoders.backend import set_quiet
+        from mbert_retrieval.encoders.backend import set_quiet
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

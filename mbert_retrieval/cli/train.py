@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_options import add_spec_option
-from .errors import ConfigError
+from mbert_retrieval.cli.options import add_spec_option
+from mbert_retrieval.core.errors import ConfigError
 
 MINE_EXAMPLES = """\
 examples:
@@ -121,7 +121,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from .train import record_eval_in_card
+    from mbert_retrieval.flows.train import record_eval_in_card
 
     card = record_eval_in_card(args.model, args.eval)
     print(f"model card updated: {card}")
@@ -129,7 +129,7 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
-    from .mining import MiningOptions, input_from_beir, input_from_pairs, mine, summary_markdown
+    from mbert_retrieval.flows.mine import MiningOptions, input_from_beir, input_from_pairs, mine, summary_markdown
 
     if args.corpus and not args.pairs:
         raise ConfigError("--corpus goes with --pairs (a BEIR folder brings its own corpus)")
@@ -163,7 +163,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import parse_lrs, run_sweep, sweep_markdown
+    from mbert_retrieval.flows.sweep import parse_lrs, run_sweep, sweep_markdown
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     result = run_sweep(
