@@ -31,8 +31,9 @@ from mbert_retrieval.catalog import list_index_specs, load_index_spec
 from mbert_retrieval.config import EncoderConfig, FaissSpec
 from mbert_retrieval.data.beir import load_beir_folder
 from mbert_retrieval.data.corpus import Corpus
+from mbert_retrieval.encoders import encoder_from_config
 from mbert_retrieval.encoders.backend import set_quiet
-from mbert_retrieval.flows.index_build import build_index, load_dense_encoder
+from mbert_retrieval.flows.index_build import build_index
 from mbert_retrieval.indexes.faiss_index import faiss_version
 from mbert_retrieval.results.metrics import evaluate
 from mbert_retrieval.retrieval.search import SearchIndex
@@ -104,7 +105,7 @@ def main() -> None:
         ds = subset(ds, 1500, 100)
     n = ds.n_docs
     model = args.model or default_model()
-    encoder = load_dense_encoder(EncoderConfig(model=model, batch_size=32), progress=True)
+    encoder = encoder_from_config(EncoderConfig(model=model, batch_size=32), progress=True)
     corpus = Corpus(ds.corpus_ids, ds.corpus_texts, source=f"scifact{'-quick' if args.quick else ''}", format="beir")
     qids = list(ds.queries)
     t = time.perf_counter()

@@ -10,8 +10,7 @@ import pytest
 
 from mbert_retrieval.cli.app import main
 from mbert_retrieval.core.errors import ConfigError
-from mbert_retrieval.core.types import document_text
-from mbert_retrieval.data.corpus import snippet
+from mbert_retrieval.core.types import document_text, snippet
 from mbert_retrieval.encoders import detect_kind, load_encoder
 from mbert_retrieval.encoders.colbert import ColBERTEncoder
 from mbert_retrieval.indexes.manifest import read_manifest

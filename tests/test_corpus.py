@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mbert_retrieval.core.errors import DataError
-from mbert_retrieval.data.corpus import load_corpus_input, load_queries_input, snippet
+from mbert_retrieval.core.types import snippet
+from mbert_retrieval.data.corpus import load_corpus_input, load_queries_input
 
 
 def _jsonl(path: Path, rows: list) -> Path:

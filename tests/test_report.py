@@ -176,7 +176,7 @@ def test_report_png_title_fits_the_figure(beir_run: Path, monkeypatch: pytest.Mo
 
 
 def test_markdown_table_says_the_values_are_x100(beir_run: Path) -> None:
-    from mbert_retrieval.report.paper import markdown_table
+    from mbert_retrieval.results.tables import markdown_table
 
     results = json.loads((beir_run / "results.json").read_text(encoding="utf-8"))
     table = (beir_run / "results.md").read_text(encoding="utf-8")

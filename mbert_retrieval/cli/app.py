@@ -198,7 +198,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mbert_retrieval.config import BM25Config, EncoderConfig, EvalConfig, FusionConfig
     from mbert_retrieval.core.errors import ConfigError
     from mbert_retrieval.flows.evaluate import run_eval
-    from mbert_retrieval.report.paper import markdown_table
+    from mbert_retrieval.results.tables import markdown_table
 
     if args.beir:
         if args.datasets or args.download:

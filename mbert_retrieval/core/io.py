@@ -1,6 +1,8 @@
-"""Atomic writes: every output is written to a temporary file beside its target, then renamed.
+"""Atomic writes: every output is written to a temporary file beside its target, then renamed; a
+folder (an index, a trained model, the quickstart's outputs) is built in a temporary sibling and renamed
+into place (``staging_dir``).
 
-A reader never sees a half-written file: either the old content or the new, complete one.
+A reader never sees a half-written file or folder: either the old content or the new, complete one.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,8 @@ from typing import Any
 from mbert_retrieval.core.errors import OutputExistsError, OutputWriteError
 
 # errors of the place written to (not of the program): reported as one line, naming the file
+log = logging.getLogger(__name__)
+
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}
 
 
@@ -111,3 +117,70 @@ def removed_on_failure(target: Path, *, unless: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 target.unlink()
         raise
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic folders: built in a temporary sibling, renamed into place, the old one removed only afterwards
+
+
+def _backup_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.previous"
+
+
+def recover_interrupted_swap(out: Path) -> None:
+    """Put back a folder moved aside by a swap that was killed between its two renames."""
+    backup = _backup_dir(out)
+    if not out.exists() and backup.is_dir():
+        log.warning("%s: restoring it from %s (an update was interrupted)", out, backup)
+        os.rename(backup, out)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove temporary copies (``.OUT.tmp-PID``) left by killed runs; called with the output lock held."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        if stale.is_dir():
+            log.warning("%s: removing %s, left by an interrupted run", out, stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh temporary sibling of ``out``; renamed onto ``out`` on success, removed on failure."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise (OutputWriteError(tmp, e) if e.errno in WRITE_ERRNOS else e) from e
+    try:
+        yield tmp
+        try:
+            swap_into_place(tmp, out)
+        except OSError as e:
+            raise (OutputWriteError(out, e) if e.errno in WRITE_ERRNOS else e) from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the complete folder ``tmp`` onto ``out``; the old ``out`` is removed only afterwards."""
+    backup = _backup_dir(out)
+    if backup.exists():
+        shutil.rmtree(backup)
+    if out.exists():
+        os.rename(out, backup)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if backup.exists() and not out.exists():
+            os.rename(backup, out)
+        raise
+    with contextlib.suppress(OSError):  # make the renames durable
+        fd = os.open(out.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    shutil.rmtree(backup, ignore_errors=True)

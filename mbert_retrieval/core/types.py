@@ -57,3 +57,12 @@ class RetrievalDataset:
             f"{self.name} [{self.split}]: {plural(self.n_docs, 'document')}, "
             f"{plural(len(self.queries), 'query', 'queries')}, {plural(n_judged, 'judgement')}"
         )
+
+
+SNIPPET_CHARS = 300
+
+
+def snippet(text: str, chars: int = SNIPPET_CHARS) -> str:
+    """The first ``chars`` characters of a text, white space collapsed (for search results)."""
+    short = " ".join(text[: chars * 2].split())
+    return short if len(short) <= chars else short[: chars - 1].rstrip() + "…"

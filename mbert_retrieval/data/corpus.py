@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("id", "_id", "docid", "doc_id", "doc-id", "pid", "corpus-id", "qid", "query-id", "query_id")
 TEXT_COLUMNS = ("text", "passage", "contents", "body", "document", "query")
-SNIPPET_CHARS = 300
 
 
 @dataclass
@@ -184,9 +183,3 @@ def load_queries_input(path: str | Path) -> dict[str, str]:
     if not queries:
         raise DataError(path, "holds no queries")
     return queries
-
-
-def snippet(text: str, chars: int = SNIPPET_CHARS) -> str:
-    """The first ``chars`` characters of a text, white space collapsed (for search results)."""
-    short = " ".join(text[: chars * 2].split())
-    return short if len(short) <= chars else short[: chars - 1].rstrip() + "…"

@@ -37,9 +37,9 @@ from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.encoders import Encoder, encoder_from_config, log_truncated
 from mbert_retrieval.encoders.cache import iter_document_embeddings
 from mbert_retrieval.indexes import check_compatible, make_index
-from mbert_retrieval.report.paper import markdown_table
 from mbert_retrieval.results.metrics import Evaluation, evaluate
 from mbert_retrieval.results.runs import read_run, write_run
+from mbert_retrieval.results.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,8 @@ def _searchable_index_meta(
     """What ``index build`` records in a manifest, for the PLAID / Voyager index an eval leaves in
     ``OUT/indices/<dataset>/`` (so ``index info`` and ``search`` show it as they show a built one);
     writes the snippets beside it, in the index's document order."""
-    from mbert_retrieval.flows.index_build import (
-        SNIPPET_OFFSETS_FILE,
-        SNIPPETS_FILE,
-        recorded_model,
-        snippet_lines,
-        write_snippets,
-    )
+    from mbert_retrieval.encoders.record import recorded_model
+    from mbert_retrieval.indexes.snippets import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, snippet_lines, write_snippets
 
     text_of = dict(zip(ds.corpus_ids, ds.corpus_texts, strict=True))
     write_snippets(index.folder, snippet_lines(text_of[d] for d in index.doc_ids))

@@ -27,7 +27,7 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,174 +35,39 @@ import numpy as np
 
 from mbert_retrieval.config import EncoderConfig, FaissSpec, format_validation_error
 from mbert_retrieval.core.checkpoint import check_checkpoint
-from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError, OutputWriteError
-from mbert_retrieval.core.io import WRITE_ERRNOS, atomic_path, write_json
+from mbert_retrieval.core.distributed import Distributed, distributed_context
+from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError
+from mbert_retrieval.core.io import (
+    recover_interrupted_swap,
+    remove_stale_staging,
+    staging_dir,
+    write_json,
+)
 from mbert_retrieval.core.lock import output_lock_if_main
 from mbert_retrieval.core.types import plural
 from mbert_retrieval.core.versions import versions
-from mbert_retrieval.data.corpus import Corpus, load_corpus_input, snippet
+from mbert_retrieval.data.corpus import Corpus, load_corpus_input
 from mbert_retrieval.encoders import encoder_from_config, log_truncated
 from mbert_retrieval.encoders.cache import DEFAULT_SHARD_SIZE, iter_document_embeddings
+from mbert_retrieval.encoders.record import encoder_record, recorded_model
 from mbert_retrieval.indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
+from mbert_retrieval.indexes.snippets import (
+    SNIPPET_OFFSETS_FILE,
+    SNIPPETS_FILE,
+    Snippets,
+    snippet_lines,
+    write_snippets,
+)
+from mbert_retrieval.retrieval.rebuild import encoder_from_manifest
 
 log = logging.getLogger(__name__)
 
-SNIPPETS_FILE = "snippets.jsonl"
-SNIPPET_OFFSETS_FILE = "snippets.offsets.npy"
 BUILD_FILE = "build.json"
 SHARD_SIZE = DEFAULT_SHARD_SIZE["dense"]
-DIST_TIMEOUT = timedelta(hours=24)  # ranks wait at the barrier while the slowest one encodes
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------------------------
-# torch.distributed (torchrun): which slice of the shards this process encodes
-
-
-@dataclass
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    backend: str | None = None
-    owns_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.owns_group = False
-
-
-def distributed_context() -> Distributed:
-    """Join the process group when ``torchrun`` set ``WORLD_SIZE`` > 1: gloo on CPU, nccl on CUDA."""
-    try:
-        world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    except ValueError:
-        raise ConfigError(f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}") from None
-    if world_size <= 1:
-        return Distributed()
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    cuda = torch.cuda.is_available()
-    owns = False
-    if not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=DIST_TIMEOUT)
-        owns = True
-    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), owns)
-
-
-# --------------------------------------------------------------------------------------------
-# Encoders: built from options, or from what a manifest recorded
-
-
-def recorded_model(model: str) -> str:
-    """How a manifest names a model: a local folder by its absolute path, a hub id as given."""
-    local = Path(model).expanduser()
-    return str(local.resolve()) if local.exists() else model
-
-
-def encoder_record(encoder: Any, cfg: EncoderConfig) -> dict[str, Any]:
-    """The settings that rebuild ``encoder`` (the effective ones, and the model as an absolute path)."""
-    described = encoder.describe()
-    return {
-        "kind": described.get("kind", cfg.kind),
-        "model": recorded_model(cfg.model),
-        "max_seq_length": described.get("max_seq_length", cfg.max_seq_length),
-        "query_prompt": described.get("query_prompt", cfg.query_prompt),
-        "document_prompt": described.get("document_prompt", cfg.document_prompt),
-        "normalize": described.get("normalize", cfg.normalize),
-        "trust_remote_code": cfg.trust_remote_code,
-        "batch_size": cfg.batch_size,
-    }
-
-
-def encoder_from_manifest(
-    manifest: dict[str, Any],
-    where: str | Path,
-    *,
-    model: str | None = None,
-    device: str | None = None,
-    batch_size: int | None = None,
-    progress: bool = True,
-    trust_remote_code: bool = False,
-) -> Any:
-    """The encoder that built an index (or ``model`` with the recorded settings), checked against it.
-
-    Refused (``ConfigError``) when its dimension or fingerprint differs from the manifest's. A
-    manifest is data, possibly from someone else: its ``trust_remote_code`` is never honoured on its
-    own; the caller must pass ``trust_remote_code`` (the user's ``--trust-remote-code``).
-    """
-    record = dict(manifest.get("encoder_load") or {})
-    built = manifest.get("encoder") or {}
-    if not record and not model and not built.get("name"):
-        raise ConfigError(f"{where}: the manifest records no encoder settings; pass --model")
-    record.setdefault("model", built.get("name"))
-    recorded = str(record.get("model") or "")
-    if model is None and Path(recorded).is_absolute() and not Path(recorded).exists():
-        raise ConfigError(
-            f"{where}: the model recorded in {MANIFEST_FILE} ({recorded}) does not exist any more; "
-            "pass --model PATH to a copy of it (it is checked against the index)"
-        )
-    if record.get("trust_remote_code") and not trust_remote_code:
-        raise ConfigError(
-            f"{where}: the index was built with --trust-remote-code (the model runs its own code); "
-            "pass --trust-remote-code to load it, only if you trust that model"
-        )
-    check_checkpoint(model or record["model"], trust_remote_code=trust_remote_code)
-    if built.get("kind") == "colbert":  # a multi-vector index (PLAID, Voyager) built by `eval`
-        from mbert_retrieval.encoders import load_encoder
-
-        colbert = load_encoder(
-            model or record["model"],
-            "colbert",
-            batch_size=batch_size or 32,
-            query_length=built.get("query_length"),
-            document_length=built.get("document_length"),
-            query_expansion=built.get("query_expansion"),
-            query_prompt=built.get("query_prompt"),
-            document_prompt=built.get("document_prompt"),
-            device=device,
-            trust_remote_code=trust_remote_code,
-            show_progress=progress,
-        )
-        check_encoder(manifest, colbert.describe(), where)
-        return colbert
-    for key in ("max_seq_length", "query_prompt", "document_prompt", "normalize"):
-        record.setdefault(key, built.get(key))
-    cfg = EncoderConfig(
-        model=model or record["model"],
-        batch_size=batch_size or record.get("batch_size") or 32,
-        max_seq_length=record.get("max_seq_length"),
-        query_prompt=record.get("query_prompt"),
-        document_prompt=record.get("document_prompt"),
-        normalize=record.get("normalize"),
-        device=device,
-        trust_remote_code=trust_remote_code,
-    )
-    encoder = encoder_from_config(cfg, progress=progress)
-    check_encoder(manifest, encoder.describe(), where)
-    return encoder
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,70 +245,7 @@ def fill_index(index: Any, shards: Shards, *, seed: int = 0, progress: bool = Tr
 
 
 # --------------------------------------------------------------------------------------------
-# Snippets: the first characters of each document, one JSON string per line, with byte offsets
-
-
-def write_snippets(folder: Path, lines: Iterable[bytes]) -> None:
-    """Write ``snippets.jsonl`` (one encoded line per document) and its ``int64`` offsets, atomically."""
-    offsets = [0]
-    with atomic_path(folder / SNIPPETS_FILE) as tmp, open(tmp, "wb") as f:
-        for line in lines:
-            f.write(line)
-            offsets.append(offsets[-1] + len(line))
-    with atomic_path(folder / SNIPPET_OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(offsets, dtype=np.int64))
-
-
-def snippet_lines(texts: Iterable[str]) -> Iterator[bytes]:
-    for text in texts:
-        yield (json.dumps(snippet(text), ensure_ascii=False) + "\n").encode("utf-8")
-
-
-class Snippets:
-    """Random access to ``snippets.jsonl`` through its offsets (nothing is loaded up front)."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder) / SNIPPETS_FILE
-        self.offsets = np.load(Path(folder) / SNIPPET_OFFSETS_FILE, mmap_mode="r")
-        self._file = open(self.path, "rb")  # noqa: SIM115 - kept open for random reads; closed by close()
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def raw(self, i: int) -> bytes:
-        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
-        self._file.seek(start)
-        return self._file.read(stop - start)
-
-    def __getitem__(self, i: int) -> str:
-        return json.loads(self.raw(i))
-
-    def close(self) -> None:
-        self._file.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Output folders: checks, temporary siblings, the final rename
-
-
-def _backup_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.previous"
-
-
-def recover_interrupted_swap(out: Path) -> None:
-    """Put back an index moved aside by a swap that was killed between its two renames."""
-    backup = _backup_dir(out)
-    if not out.exists() and (backup / MANIFEST_FILE).is_file():
-        log.warning("%s: restoring the index from %s (an update was interrupted)", out, backup)
-        os.rename(backup, out)
-
-
-def remove_stale_staging(out: Path) -> None:
-    """Remove temporary copies (``.OUT.tmp-PID``) left by killed runs; called with the output lock held."""
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        if stale.is_dir():
-            log.warning("%s: removing %s, left by an interrupted run", out, stale.name)
-            shutil.rmtree(stale, ignore_errors=True)
+# Output folders
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -462,49 +264,6 @@ def check_output(out: Path, overwrite: bool) -> None:
         )
     if not (out / MANIFEST_FILE).is_file():
         raise OutputExistsError(f"{out} is not an index folder (no {MANIFEST_FILE}); refusing to replace it")
-
-
-@contextlib.contextmanager
-def staging_dir(out: Path) -> Iterator[Path]:
-    """A fresh temporary sibling of ``out``; renamed onto ``out`` on success, removed on failure."""
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as e:
-        raise (OutputWriteError(tmp, e) if e.errno in WRITE_ERRNOS else e) from e
-    try:
-        yield tmp
-        try:
-            swap_into_place(tmp, out)
-        except OSError as e:
-            raise (OutputWriteError(out, e) if e.errno in WRITE_ERRNOS else e) from e
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the complete folder ``tmp`` onto ``out``; the old ``out`` is removed only afterwards."""
-    backup = _backup_dir(out)
-    if backup.exists():
-        shutil.rmtree(backup)
-    if out.exists():
-        os.rename(out, backup)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if backup.exists() and not out.exists():
-            os.rename(backup, out)
-        raise
-    with contextlib.suppress(OSError):  # make the renames durable
-        fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

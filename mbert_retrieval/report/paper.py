@@ -1,6 +1,6 @@
-"""Results tables in Markdown, and the paper report (``mbert-retrieval report``).
+"""The paper report (``mbert-retrieval report``).
 
-``markdown_table``: one eval's ``results.json`` as a table. The paper report reads one or more
+The paper report reads one or more
 results folders and puts our numbers beside the ModernBERT paper's (``reference.py``), with
 bootstrap intervals over queries and paired tests between runs (``stats.py``); ``write_report``
 writes ``report.md``, ``report.json`` and ``report.png`` (``plots.py``).
@@ -22,31 +22,6 @@ from mbert_retrieval.core.io import check_folder_target, write_json, write_text
 from mbert_retrieval.report.reference import DEFAULT_PAPER_NAMES, SUMMARY_DATASETS, PaperNumbers
 
 log = logging.getLogger(__name__)
-
-
-def _fmt(value: float | None, scale: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value * scale:.2f}"
-
-
-def markdown_table(results: dict[str, Any], *, scale: float = 100.0) -> str:
-    """One row per dataset, one column per metric (x100 as the paper prints them), plus a mean row
-    over the datasets shown when there are several, and a line under the table saying the scale."""
-    metrics: list[str] = results["metric_names"]
-    rows = results["metrics"]
-    info = results.get("datasets", {})
-    header = ["dataset", "split", "queries", "docs", *metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * len(metrics)) + "|"]
-    for key, values in rows.items():
-        d = info.get(key, {})
-        cells = [key, str(d.get("split", "")), f"{d.get('n_queries', 0):,}", f"{d.get('n_docs', 0):,}"]
-        cells += [_fmt(values.get(m), scale) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(rows) > 1:
-        means = [_fmt(sum(v[m] for v in rows.values()) / len(rows), scale) for m in metrics]
-        lines.append("| " + " | ".join([f"**mean ({len(rows)})**", "", "", "", *means]) + " |")
-    if scale != 1:
-        lines += ["", f"{', '.join(metrics)} x{scale:g} (0.6451 is shown as {_fmt(0.6451, scale)})."]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -57,9 +57,9 @@ from mbert_retrieval.encoders import Encoder, encoder_from_config, load_encoder
 from mbert_retrieval.encoders.colbert import _quiet_expansion_notice
 from mbert_retrieval.encoders.unpadded import unpadded
 from mbert_retrieval.flows.evaluate import CONFIG_FILE, RESULTS_FILE, result_key
-from mbert_retrieval.report.paper import markdown_table
 from mbert_retrieval.results.metrics import parse_measure
 from mbert_retrieval.results.runs import write_run
+from mbert_retrieval.results.tables import markdown_table
 
 log = logging.getLogger(__name__)
 

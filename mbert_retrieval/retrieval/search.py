@@ -97,13 +97,9 @@ class SearchIndex:
         """Open the index in ``path``. ``model`` (loaded now, with the recorded settings) or an
         ``encoder`` object replaces the recorded model; a mismatch is refused. ``trust_remote_code``
         is the user's consent (a manifest's own record of it is not enough)."""
-        from mbert_retrieval.flows.index_build import (
-            SNIPPET_OFFSETS_FILE,
-            SNIPPETS_FILE,
-            Snippets,
-            recover_interrupted_swap,
-        )
+        from mbert_retrieval.core.io import recover_interrupted_swap
         from mbert_retrieval.indexes.faiss_index import FaissIndex
+        from mbert_retrieval.indexes.snippets import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, Snippets
 
         path = Path(path)
         recover_interrupted_swap(path)
@@ -142,7 +138,7 @@ class SearchIndex:
         return self
 
     def _load_encoder(self, model: str | None = None) -> Any:
-        from mbert_retrieval.flows.index_build import encoder_from_manifest
+        from mbert_retrieval.retrieval.rebuild import encoder_from_manifest
 
         self._encoder = encoder_from_manifest(self.manifest, self.path, model=model, **self._encoder_options)
         return self._encoder
