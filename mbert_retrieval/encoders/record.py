@@ -27,3 +27,14 @@ def encoder_record(encoder: Any, cfg: EncoderConfig) -> dict[str, Any]:
         "trust_remote_code": cfg.trust_remote_code,
         "batch_size": cfg.batch_size,
     }
+
+
+def colbert_record(cfg: EncoderConfig) -> dict[str, Any]:
+    """What a multi-vector index build records of its ColBERT encoder (the lengths and prompts are in
+    the encoder's own description, ``manifest["encoder"]``)."""
+    return {
+        "kind": "colbert",
+        "model": recorded_model(cfg.model),
+        "trust_remote_code": cfg.trust_remote_code,
+        "batch_size": cfg.batch_size,
+    }
