@@ -209,6 +209,62 @@ def select_negatives(
     return chosen, skipped
 
 
+def _check_request(out: Path, model: str, index_spec: str) -> Any:
+    """The checks before any encoding: the triples file's format, a FAISS spec, a dense model; the spec file."""
+    from mbert_retrieval.catalog import load_index_spec
+    from mbert_retrieval.encoders import detect_kind
+
+    if out.suffix not in (".jsonl", ".tsv"):
+        raise ConfigError(f"{out}: the triples file must end in .jsonl or .tsv")
+    spec = load_index_spec(index_spec)
+    if spec.index.kind != "faiss":
+        raise ConfigError(f"index spec {index_spec!r} is {spec.index.kind}; mining needs a faiss-* spec")
+    if detect_kind(model) == "colbert":
+        raise ConfigError(f"{model} is a ColBERT model; mining needs a single-vector (dense) model")
+    return spec
+
+
+def _rank_candidates(
+    encoder: Any, index_spec: Any, data: MiningInput, options: MiningOptions
+) -> tuple[list[list[tuple[int, float]]], list[float], int]:
+    """Every query's top ``k`` documents as ``(row, score)`` (``k``: ``range_max`` plus room for its
+    positives), the score of each ``(query, positive)`` row, and ``k``."""
+    from mbert_retrieval.indexes import make_index
+
+    docs = np.asarray(encoder.encode_documents(data.doc_texts, desc="encode documents"), dtype=np.float32)
+    qvecs = np.asarray(encoder.encode_queries(data.queries, desc="encode queries"), dtype=np.float32)
+    index = make_index(index_spec, docs.shape[1])
+    keys = [str(i) for i in range(len(data.doc_texts))]
+    index.add(keys, docs)
+    most_positives = max(len(p) for p in data.positives)
+    k = min(len(keys), options.range_max + most_positives)
+    run = index.search([str(i) for i in range(len(data.queries))], qvecs, k)
+    ranked = [[(int(d), float(s)) for d, s in run[str(q)].items()] for q in range(len(data.queries))]
+    positive_scores = [float(qvecs[q] @ docs[d]) for q, d in data.rows]
+    return ranked, positive_scores, k
+
+
+def _triple_lines(
+    data: MiningInput, chosen: list[list[tuple[int, float]] | None], positive_scores: list[float], *, tsv: bool
+) -> tuple[list[str], list[float], list[float]]:
+    """The output lines (TSV or JSONL) of the rows that kept their negatives, and the scores written."""
+    lines: list[str] = []
+    written_pos: list[float] = []
+    written_neg: list[float] = []
+    for (q, d), negs, pos_score in zip(data.rows, chosen, positive_scores, strict=True):
+        if negs is None:
+            continue
+        query, positive = data.queries[q], data.doc_texts[d]
+        texts = [data.doc_texts[n] for n, _ in negs]
+        if tsv:
+            lines.append("\t".join(_clean(t) for t in (query, positive, *texts)))
+        else:
+            lines.append(json.dumps({"query": query, "positive": positive, "negatives": texts}, ensure_ascii=False))
+        written_pos.append(pos_score)
+        written_neg += [s for _, s in negs]
+    return lines, written_pos, written_neg
+
+
 def mine(
     data: MiningInput,
     model: str,
@@ -225,19 +281,11 @@ def mine(
 ) -> dict[str, Any]:
     """Mine negatives for ``data`` with ``model`` and write the triples to ``out`` (``.jsonl`` or
     ``.tsv``) and a summary to ``OUT.summary.json``; returns the summary."""
-    from mbert_retrieval.catalog import load_index_spec
-    from mbert_retrieval.encoders import detect_kind, load_encoder
-    from mbert_retrieval.indexes import make_index
+    from mbert_retrieval.encoders import load_encoder
 
     options = options or MiningOptions()
     out = Path(out)
-    if out.suffix not in (".jsonl", ".tsv"):
-        raise ConfigError(f"{out}: the triples file must end in .jsonl or .tsv")
-    spec = load_index_spec(index_spec)
-    if spec.index.kind != "faiss":
-        raise ConfigError(f"index spec {index_spec!r} is {spec.index.kind}; mining needs a faiss-* spec")
-    if detect_kind(model) == "colbert":
-        raise ConfigError(f"{model} is a ColBERT model; mining needs a single-vector (dense) model")
+    spec = _check_request(out, model, index_spec)
     start = time.perf_counter()
     encoder = load_encoder(
         model,
@@ -249,31 +297,9 @@ def mine(
         device=device,
         show_progress=progress,
     )
-    docs = np.asarray(encoder.encode_documents(data.doc_texts, desc="encode documents"), dtype=np.float32)
-    qvecs = np.asarray(encoder.encode_queries(data.queries, desc="encode queries"), dtype=np.float32)
-    index = make_index(spec.index, docs.shape[1])
-    keys = [str(i) for i in range(len(data.doc_texts))]
-    index.add(keys, docs)
-    most_positives = max(len(p) for p in data.positives)
-    k = min(len(keys), options.range_max + most_positives)
-    run = index.search([str(i) for i in range(len(data.queries))], qvecs, k)
-    ranked = [[(int(d), float(s)) for d, s in run[str(q)].items()] for q in range(len(data.queries))]
-    positive_scores = [float(qvecs[q] @ docs[d]) for q, d in data.rows]
+    ranked, positive_scores, k = _rank_candidates(encoder, spec.index, data, options)
     chosen, skipped = select_negatives(data, ranked, positive_scores, options)
-
-    lines, written_pos, written_neg = [], [], []
-    tsv = out.suffix == ".tsv"
-    for (q, d), negs, pos_score in zip(data.rows, chosen, positive_scores, strict=True):
-        if negs is None:
-            continue
-        query, positive = data.queries[q], data.doc_texts[d]
-        texts = [data.doc_texts[n] for n, _ in negs]
-        if tsv:
-            lines.append("\t".join(_clean(t) for t in (query, positive, *texts)))
-        else:
-            lines.append(json.dumps({"query": query, "positive": positive, "negatives": texts}, ensure_ascii=False))
-        written_pos.append(pos_score)
-        written_neg += [s for _, s in negs]
+    lines, written_pos, written_neg = _triple_lines(data, chosen, positive_scores, tsv=out.suffix == ".tsv")
     if not lines:
         raise ConfigError(
             f"no row has {options.num_negatives} eligible negatives: widen --range-max, loosen the margins "
