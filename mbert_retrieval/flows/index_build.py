@@ -48,13 +48,10 @@ from mbert_retrieval.encoders import encoder_from_config, log_truncated
 from mbert_retrieval.encoders.record import colbert_record, encoder_record
 from mbert_retrieval.flows.encode_into import encode_into_index
 from mbert_retrieval.flows.shards import (
-    BUILD_FILE,
-    SHARD_SIZE,
     Shards,
     encode_in_shards,
     fill_index,
     now,
-    prepare_work_dir,
     remove_work_dir,
 )
 from mbert_retrieval.indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
@@ -66,25 +63,6 @@ from mbert_retrieval.indexes.snippets import (
     write_snippets,
 )
 from mbert_retrieval.retrieval.rebuild import encoder_from_manifest
-
-__all__ = [
-    "BUILD_FILE",
-    "SHARD_SIZE",
-    "BuildOptions",
-    "BuildResult",
-    "Shards",
-    "add_documents",
-    "build_index",
-    "build_multivector_index",
-    "check_output",
-    "encode_in_shards",
-    "fill_index",
-    "prepare_build",
-    "prepare_work_dir",
-    "remove_work_dir",
-    "resolve_any_spec",
-]
-
 
 # --------------------------------------------------------------------------------------------
 # What a build is asked to do
