@@ -418,6 +418,20 @@ def did_you_mean(key: str, choices: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def as_option_error(error: Exception) -> Exception:
+    """A ``ValidationError`` of a config built from command-line options as one ``ConfigError`` naming
+    the options (``invalid option --batch-size: ...``); any other exception is returned unchanged."""
+    if not isinstance(error, ValidationError):
+        return error
+    problems = [
+        f"--{str(err['loc'][-1]).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
+        if err["loc"]
+        else err["msg"].removeprefix("Value error, ")
+        for err in error.errors()
+    ]
+    return ConfigError("invalid option " + "; ".join(problems))
+
+
 def format_validation_error(err: ValidationError, path: str | Path | None = None, root: yaml.Node | None = None) -> str:
     """One line per problem: ``file:line: key.path: message``."""
     lines = []

@@ -2,8 +2,8 @@
 
 ``add_parsers(sub)`` registers the commands on the main parser's subparsers. Each handler takes
 the parsed ``argparse.Namespace`` (usable as a plain function) and raises ``MbertRetrievalError``
-subclasses for user errors. ``cli.py`` registers them; ``python -m mbert_retrieval.cli.index`` also
-runs them on its own (also under ``torchrun``).
+subclasses for user errors. ``cli.app`` registers them (``python -m mbert_retrieval index ...``, also
+under ``torchrun``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 
-from mbert_retrieval.cli.options import add_index_dir_option
+from mbert_retrieval.cli.options import add_encoder_options, add_index_dir_option, apply_unpad_option, positive_int
 from mbert_retrieval.core.errors import ConfigError
 from mbert_retrieval.core.types import plural
 
@@ -99,20 +99,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--corpus", required=True, help="a BEIR folder, a .jsonl (_id, title, text) or a .tsv (id, text)")
     b.add_argument("--spec", required=True, help="a shipped index spec (faiss-flat, faiss-hnsw, ...; see `ls`) or YAML")
     b.add_argument("--out", required=True, help="the index folder to write")
-    b.add_argument("--batch-size", type=_positive, default=32, help="texts per forward pass (default 32)")
-    b.add_argument("--max-seq-length", type=_positive, help="tokens per text (default: the model's own)")
-    b.add_argument(
-        "--kind",
-        choices=["dense", "colbert"],
-        help="single-vector or ColBERT model (default: told from the checkpoint; plaid/voyager/exact specs: colbert)",
+    add_encoder_options(
+        b,
+        ["batch-size", "max-seq-length", "kind", "query-length", "document-length", "query-prompt"],
+        kind="single-vector or ColBERT model (default: told from the checkpoint; plaid/voyager/exact specs: colbert)",
+        query_length="ColBERT (PLAID/Voyager/exact specs): query tokens",
+        document_length="ColBERT: document tokens (default: the model's)",
+        query_prompt="text prepended to queries at search time (default: the model's own)",
     )
-    b.add_argument("--query-length", type=_positive, help="ColBERT (PLAID/Voyager/exact specs): query tokens")
-    b.add_argument("--document-length", type=_positive, help="ColBERT: document tokens (default: the model's)")
-    b.add_argument("--query-prompt", help="text prepended to queries at search time (default: the model's own)")
-    b.add_argument("--document-prompt", help="text prepended to every document (default: the model's own)")
-    b.add_argument("--no-normalize", action="store_true", help="keep raw vectors (dot product instead of cosine)")
-    b.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
-    b.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
+    add_encoder_options(b, ["document-prompt", "no-normalize", "device", "trust-remote-code"])
     _add_build_options(b)
     b.add_argument("--seed", type=int, default=0, help="seed of the training sample of IVF/PQ/SQ (default 0)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index at --out once done")
@@ -128,9 +123,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("index", metavar="DIR", help="the index folder")
     a.add_argument("--corpus", required=True, help="new documents: a BEIR folder, .jsonl or .tsv")
     a.add_argument("--replace", action="store_true", help="replace documents whose ids are already in the index")
-    a.add_argument("--batch-size", type=_positive, help="texts per forward pass (default: the build's)")
-    a.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
-    a.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
+    add_encoder_options(
+        a,
+        ["batch-size", "device", "trust-remote-code"],
+        batch_size={"default": None, "help": "texts per forward pass (default: the build's)"},
+    )
     _add_build_options(a)
     a.set_defaults(func=cmd_index_add)
 
@@ -149,7 +146,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("query", nargs="?", help="the query text (or use --queries)")
     add_index_dir_option(s, help="the index folder (from `index build`, or OUT/indices/<dataset> of an eval)")
-    s.add_argument("-k", "--top-k", dest="k", type=_positive, help="hits per query (default 10; 1000 with --queries)")
+    s.add_argument(
+        "-k", "--top-k", dest="k", type=positive_int, help="hits per query (default 10; 1000 with --queries)"
+    )
     s.add_argument("--json", action="store_true", help="JSON output (with --queries and no --out: JSON lines)")
     s.add_argument("--queries", help="a queries file: BEIR-style .jsonl (_id, text) or .tsv (id, text)")
     s.add_argument("--out", help="with --queries: the TREC run file to write")
@@ -161,47 +160,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "nDCG@10, R@100, RR@10 and MAP@100",
     )
     s.add_argument("--model", help="another copy of the index's model (checked against the manifest)")
-    s.add_argument("--batch-size", type=_positive, help="queries per forward pass")
-    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when one is visible)")
-    s.add_argument("--trust-remote-code", action="store_true", help="let the checkpoint run its own code")
-    s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_unpad_option(s)
+    add_encoder_options(
+        s,
+        ["batch-size", "device", "trust-remote-code", "no-progress", "no-unpad"],
+        batch_size={"default": None, "help": "queries per forward pass"},
+    )
     s.set_defaults(func=cmd_search)
 
 
 def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-blank", action="store_true", help="leave out blank documents (counted) instead of failing")
-    p.add_argument("--shard-size", type=_positive, help="documents per embedding shard (default 50000)")
+    p.add_argument("--shard-size", type=positive_int, help="documents per embedding shard (default 50000)")
     p.add_argument(
         "--work-dir", help="where embedding shards are kept until the index is written (default OUT.partial)"
     )
     p.add_argument("--keep-work-dir", action="store_true", help="keep the embedding shards after success")
     p.add_argument("--cpu-index", action="store_true", help="keep the FAISS index on the CPU even with a GPU")
-    p.add_argument("--faiss-threads", type=_positive, help="OpenMP threads for FAISS (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_unpad_option(p)
-
-
-def _add_unpad_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-unpad", action="store_true", help="ModernBERT: padded HF forward (docs/encoding.md)")
-
-
-def _apply_unpad_option(args: argparse.Namespace) -> None:
-    """``--no-unpad``: encoders built from here on use transformers' padded forward."""
-    if getattr(args, "no_unpad", False):
-        from mbert_retrieval.encoders.backend import set_unpad_default
-
-        set_unpad_default(False)
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+    p.add_argument("--faiss-threads", type=positive_int, help="OpenMP threads for FAISS (default: all cores)")
+    add_encoder_options(p, ["no-progress", "no-unpad"])
 
 
 def _print_help(p: argparse.ArgumentParser) -> int:
@@ -217,7 +193,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     """``index build``: encode ``args.corpus`` with ``args.model`` into a ``args.spec`` index at ``args.out``."""
     from mbert_retrieval.flows.index_build import build_index
 
-    _apply_unpad_option(args)
+    apply_unpad_option(args)
     result = build_index(
         args.model,
         args.corpus,
@@ -257,7 +233,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     """``index add``: append ``args.corpus`` to the index in ``args.index``."""
     from mbert_retrieval.flows.index_build import add_documents
 
-    _apply_unpad_option(args)
+    apply_unpad_option(args)
     result = add_documents(
         args.index,
         args.corpus,
@@ -327,7 +303,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.out:
         check_file_target(args.out, overwrite=args.overwrite)
     queries = load_queries_input(args.queries) if args.queries else None
-    _apply_unpad_option(args)
+    apply_unpad_option(args)
     k = args.k or (1000 if queries is not None else 10)
     progress = queries is not None and not args.no_progress
     qrels = load_qrels(Path(args.qrels)) if args.qrels else None  # read (and checked) before any model loads
@@ -386,9 +362,3 @@ def _print_scores(qrels: dict, run: dict, source: str) -> None:
     if len(judged) < len(qrels):
         print(f"({len(qrels) - len(judged):,} judged queries of {source} were not searched)", file=sys.stderr)
     print("(metrics x100, trec_eval semantics)", file=sys.stderr)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from mbert_retrieval.cli.app import main
-
-    sys.exit(main())
