@@ -13,7 +13,13 @@ import json
 import logging
 import sys
 
-from mbert_retrieval.cli.options import add_encoder_options, add_index_dir_option, apply_unpad_option, positive_int
+from mbert_retrieval.cli.options import (
+    add_encoder_options,
+    add_index_dir_option,
+    apply_unpad_option,
+    encoder_config,
+    positive_int,
+)
 from mbert_retrieval.core.errors import ConfigError
 from mbert_retrieval.core.types import plural
 
@@ -189,6 +195,22 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _build_options(args: argparse.Namespace, **more: object) -> object:
+    """The ``BuildOptions`` of ``index build`` / ``index add`` (shards, work folder, FAISS placement)."""
+    from mbert_retrieval.flows.index_build import BuildOptions
+
+    return BuildOptions(
+        shard_size=args.shard_size,
+        work_dir=args.work_dir,
+        keep_work_dir=args.keep_work_dir,
+        skip_blank=args.skip_blank,
+        use_gpu=not args.cpu_index,
+        faiss_threads=args.faiss_threads,
+        progress=not args.no_progress,
+        **more,
+    )
+
+
 def cmd_index_build(args: argparse.Namespace) -> int:
     """``index build``: encode ``args.corpus`` with ``args.model`` into a ``args.spec`` index at ``args.out``."""
     from mbert_retrieval.flows.index_build import build_index
@@ -199,24 +221,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         args.corpus,
         args.spec,
         args.out,
-        batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length,
-        query_prompt=args.query_prompt,
-        document_prompt=args.document_prompt,
-        normalize=False if args.no_normalize else None,
-        device=args.device,
-        trust_remote_code=args.trust_remote_code,
-        shard_size=args.shard_size,
-        work_dir=args.work_dir,
-        keep_work_dir=args.keep_work_dir,
-        skip_blank=args.skip_blank,
-        overwrite=args.overwrite,
-        seed=args.seed,
-        use_gpu=not args.cpu_index,
-        faiss_threads=args.faiss_threads,
-        progress=not args.no_progress,
-        query_length=args.query_length,
-        document_length=args.document_length,
+        encoder_config=encoder_config(args),
+        options=_build_options(args, overwrite=args.overwrite, seed=args.seed),
         kind=args.kind,
     )
     if result is None:  # a torchrun rank other than 0: its shards are encoded, rank 0 writes
@@ -240,14 +246,8 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         replace=args.replace,
         batch_size=args.batch_size,
         device=args.device,
-        shard_size=args.shard_size,
-        work_dir=args.work_dir,
-        keep_work_dir=args.keep_work_dir,
-        skip_blank=args.skip_blank,
-        use_gpu=not args.cpu_index,
-        faiss_threads=args.faiss_threads,
-        progress=not args.no_progress,
         trust_remote_code=args.trust_remote_code,
+        options=_build_options(args),
     )
     if result is None:
         return 0
