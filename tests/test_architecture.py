@@ -13,9 +13,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mbert_retrieval"
 
 # third-party library -> the one module allowed to import it
 OWNERS = {
-    # the model wrappers for inference, train.py (the one module that knows the trainer) for training, and
+    # the model wrappers for inference, training/ (model, losses, trainer arguments, trainer) for training, and
     # export.py (writes PyLate's layout from a sentence-transformers multi-vector model)
-    "sentence_transformers": {"encoders/dense.py", "encoders/colbert.py", "flows/train.py", "encoders/export.py"},
+    "sentence_transformers": {
+        "encoders/dense.py",
+        "encoders/colbert.py",
+        "encoders/export.py",
+        "training/model.py",
+        "training/losses.py",
+        "training/arguments.py",
+        "training/trainer.py",
+    },
     "datasets": {"data/training.py", "data/hub.py"},
     "faiss": {"indexes/faiss_index.py"},
     "transformers": {"encoders/backend.py", "encoders/modernbert.py", "encoders/unpadded.py"},

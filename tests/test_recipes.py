@@ -222,7 +222,7 @@ def _mldr_row(i: int, negatives: int) -> dict:
 def test_mldr_rows_shaped_like_the_hub(tmp_path: Path) -> None:
     import gzip
 
-    from mbert_retrieval.flows.train import load_train_data
+    from mbert_retrieval.training.data import load_train_data
 
     rows = [_mldr_row(0, 3), _mldr_row(1, 1), _mldr_row(2, 2)]
     path = tmp_path / "train.jsonl.gz"

@@ -11,7 +11,7 @@ from conftest import write_beir
 
 from mbert_retrieval.cli.app import main
 from mbert_retrieval.core.errors import DataError
-from mbert_retrieval.flows.train import CARD_EVAL_START, record_eval_in_card
+from mbert_retrieval.training.card import CARD_EVAL_START, record_eval_in_card
 
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden", "bridge", "candle", "forest", "silver"]
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from mbert_retrieval.cli.app import main
-from mbert_retrieval.flows.train import (
+from mbert_retrieval.training.checkpoints import (
     COMPLETE_MARKER,
     checkpoint_is_complete,
     complete_checkpoints,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbert_retrieval.flows.train import build_model, make_loss
 from mbert_retrieval.recipes import load_recipe
+from mbert_retrieval.training.losses import make_loss
+from mbert_retrieval.training.model import build_model
 
 RECIPE = """\
 name: t
@@ -68,7 +69,8 @@ def test_cached_loss_gives_the_same_gradients(
 
 def _features(model, rows: list[dict]) -> list[dict]:
     """The trainer's own collation of ``rows`` (prompts as the trainer gets them), split per column."""
-    from mbert_retrieval.flows.train import column_prompts, trainer_classes
+    from mbert_retrieval.training.arguments import column_prompts
+    from mbert_retrieval.training.trainer import trainer_classes
 
     trainer_cls, _ = trainer_classes("colbert" if type(model).__name__ == "MultiVectorEncoder" else "dense")
     names = list(rows[0])
@@ -107,7 +109,7 @@ def test_colbert_distillation_is_pylates(tmp_path: Path, tiny_modernbert: str, d
         )
     )
     recipe = load_recipe(path)
-    from mbert_retrieval.flows.train import load_train_data
+    from mbert_retrieval.training.data import load_train_data
 
     model = build_model(recipe)
     data = load_train_data(recipe)

@@ -89,7 +89,9 @@ def run_sweep(
     from mbert_retrieval.catalog import load_index_spec, load_recipe_by_name, load_suite
     from mbert_retrieval.config import EncoderConfig, EvalConfig
     from mbert_retrieval.flows.evaluate import run_eval
-    from mbert_retrieval.flows.train import complete_checkpoints, record_eval_in_card, train
+    from mbert_retrieval.flows.train import train
+    from mbert_retrieval.training.card import record_eval_in_card
+    from mbert_retrieval.training.checkpoints import complete_checkpoints
 
     overrides = list(overrides or [])
     base = load_recipe_by_name(recipe, overrides)
@@ -101,25 +103,8 @@ def run_sweep(
         raise ConfigError(f"suite {suite_spec.name!r} has no dataset {', '.join(map(repr, unknown))}")
     index_file = load_index_spec(index) if index else None
     out = Path(base.output_dir)
-    sweep_path = out / SWEEP_FILE
-    setting = _setting_fingerprint(base)
-    state: dict[str, Any] = {}
-    if sweep_path.is_file():
-        state = json.loads(sweep_path.read_text(encoding="utf-8"))
-        if state.get("setting") != setting:
-            raise ConfigError(f"{sweep_path} belongs to a sweep of another recipe setting; choose another output_dir")
-    state.update(
-        {
-            "recipe": base.name,
-            "setting": setting,
-            "suite": suite_spec.name,
-            "datasets": datasets,
-            "split": split,
-            "main_metric": suite_spec.main_metric,
-            "learning_rates": [lr_label(lr) for lr in lrs],
-        }
-    )
-    runs: dict[str, Any] = state.setdefault("runs", {})
+    state = _load_state(out, base, suite_spec, datasets, split, lrs)
+    runs: dict[str, Any] = state["runs"]
 
     for lr in lrs:
         label = lr_label(lr)
@@ -167,6 +152,33 @@ def run_sweep(
         log.info("lr %s: mean %s %.4f", label, main, mean)
 
     _write(out, state)
+    return state
+
+
+def _load_state(
+    out: Path, base: Any, suite_spec: Any, datasets: list[str], split: str | None, lrs: list[float]
+) -> dict[str, Any]:
+    """``sweep.json`` as an earlier run left it (refused if another recipe setting wrote it), or a fresh
+    state, updated with this sweep's recipe, suite, datasets and learning rates."""
+    sweep_path = out / SWEEP_FILE
+    setting = _setting_fingerprint(base)
+    state: dict[str, Any] = {}
+    if sweep_path.is_file():
+        state = json.loads(sweep_path.read_text(encoding="utf-8"))
+        if state.get("setting") != setting:
+            raise ConfigError(f"{sweep_path} belongs to a sweep of another recipe setting; choose another output_dir")
+    state.update(
+        {
+            "recipe": base.name,
+            "setting": setting,
+            "suite": suite_spec.name,
+            "datasets": datasets,
+            "split": split,
+            "main_metric": suite_spec.main_metric,
+            "learning_rates": [lr_label(lr) for lr in lrs],
+        }
+    )
+    state.setdefault("runs", {})
     return state
 
 
