@@ -150,7 +150,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from mbert_retrieval.flows.train import record_eval_in_card
+    from mbert_retrieval.training.card import record_eval_in_card
 
     card = record_eval_in_card(args.model, args.eval)
     print(f"model card updated: {card}")

@@ -36,13 +36,13 @@ from mbert_retrieval.core.io import (
 from mbert_retrieval.core.lock import output_lock_if_main
 from mbert_retrieval.core.types import plural
 from mbert_retrieval.recipes import Recipe, dump_recipe
-from mbert_retrieval.training.card import model_card, record_eval_in_card, write_model_card
+from mbert_retrieval.training.card import model_card, write_model_card
 from mbert_retrieval.training.checkpoints import prepare_checkpoints
 from mbert_retrieval.training.data import load_train_data
 from mbert_retrieval.training.model import build_model
 from mbert_retrieval.training.trainer import build_trainer
 
-__all__ = ["batch_summary", "record_eval_in_card", "train"]  # record_eval_in_card: re-exported for the CLI
+__all__ = ["batch_summary", "train"]
 
 log = logging.getLogger(__name__)
 
