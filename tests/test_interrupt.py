@@ -188,7 +188,7 @@ def _recipe(tmp_path: Path, model: str) -> Path:
 
 
 def _complete_checkpoints(run: Path) -> list[Path]:
-    """Checkpoints the trainer finished (training.checkpoints' completeness marker matches their files), oldest first."""
+    """Checkpoints the trainer finished (the completeness marker of training.checkpoints matches), oldest first."""
     from mbert_retrieval.training.checkpoints import complete_checkpoints
 
     return complete_checkpoints(run / "checkpoints")
