@@ -22,16 +22,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from mbert_retrieval.core.checkpoint import check_checkpoint
-from mbert_retrieval.core.errors import ConfigError, MbertRetrievalError
-from mbert_retrieval.encoders.backend import (
-    Backend,
-    fingerprint_module,
-    plan_load,
-    quiet_loading,
-    unpad_default,
-    unpadded_path,
-)
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.encoders.backend import Backend, unpad_default, unpadded_path
+from mbert_retrieval.encoders.held import HeldModel, count_longer, load_held
 from mbert_retrieval.encoders.unpadded import unpadded
 
 log = logging.getLogger(__name__)
@@ -196,7 +189,7 @@ def set_query_options(model: Any, *, query_length: int | None, query_expansion: 
         transformer.query_length = length
 
 
-class ColBERTEncoder:
+class ColBERTEncoder(HeldModel):
     """Encode queries and documents into one L2-normalised vector per token (a ColBERT model).
 
     Args:
@@ -243,28 +236,27 @@ class ColBERTEncoder:
         if max_seq_length is not None and document_length is None:
             document_length = max_seq_length
         self.name = model
-        plan = plan_load(model, device, attn_implementation)
-        check_checkpoint(plan.source, trust_remote_code=trust_remote_code)
+        plan, self.model = load_held(
+            model,
+            lambda plan: build_colbert(
+                plan.source,
+                query_length=query_length,
+                document_length=document_length,
+                query_expansion=query_expansion,
+                embedding_size=embedding_size,
+                device=plan.backend.device,
+                model_kwargs=plan.model_kwargs or None,
+                trust_remote_code=trust_remote_code,
+                seed=seed,
+            ),
+            device=device,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+            what=" as ColBERT",
+            passthrough=(ConfigError,),
+        )
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
-        try:
-            with quiet_loading():
-                self.model = build_colbert(
-                    plan.source,
-                    query_length=query_length,
-                    document_length=document_length,
-                    query_expansion=query_expansion,
-                    embedding_size=embedding_size,
-                    device=self.backend.device,
-                    model_kwargs=plan.model_kwargs or None,
-                    trust_remote_code=trust_remote_code,
-                    seed=seed,
-                )
-        except ConfigError:
-            raise
-        except Exception as e:  # whatever the library raises: one line naming the model and the cause
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MbertRetrievalError(f"cannot load model {model!r} as ColBERT: {first}") from e
         positions = getattr(getattr(self.transformer_model, "config", None), "max_position_embeddings", None)
         self.max_position_embeddings = positions
         for what, value in (("query_length", self.query_length), ("document_length", self.document_length)):
@@ -279,11 +271,6 @@ class ColBERTEncoder:
         self._fingerprint: str | None = None
 
     # -- facts about the model ------------------------------------------------------------
-    @property
-    def transformer_model(self) -> Any:
-        first = self.model[0]
-        return getattr(first, "auto_model", None) or getattr(first, "model", None)
-
     @property
     def tokenizer(self) -> Any:
         return self.model[0].tokenizer
@@ -336,28 +323,22 @@ class ColBERTEncoder:
         expansion = self.model[0].query_expansion
         return expansion is None or bool(expansion.get("attend"))
 
-    def fingerprint(self) -> str:
-        """Weights and settings that change an embedding (not ``unpad``: same embeddings, caches reused)."""
-        if self._fingerprint is None:
-            settings = {
-                "kind": self.kind,
-                "query_length": self.query_length,
-                "document_length": self.document_length,
-                "query_expansion": self.query_expansion,
-                "query_prompt": self.query_prompt,
-                "document_prompt": self.document_prompt,
-                "dtype": self.backend.dtype,
-            }
-            self._fingerprint = fingerprint_module(self.model, settings)
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
+    def _fingerprint_settings(self) -> dict[str, Any]:
+        """The settings hashed with the weights (``HeldModel.fingerprint``; ``unpad`` is not one of them:
+        same embeddings, caches reused)."""
         return {
             "kind": self.kind,
-            "name": self.name,
-            "fingerprint": self.fingerprint(),
-            "model_type": self.model_type,
-            "dim": self.dim,
+            "query_length": self.query_length,
+            "document_length": self.document_length,
+            "query_expansion": self.query_expansion,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "dtype": self.backend.dtype,
+        }
+
+    def _describe_own(self) -> dict[str, Any]:
+        """What ``describe()`` records between the model's name and dim and its device and attention."""
+        return {
             "query_length": self.query_length,
             "document_length": self.document_length,
             "max_seq_length": self.max_seq_length,
@@ -366,10 +347,6 @@ class ColBERTEncoder:
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
             "similarity": "maxsim",
-            "device": self.backend.device,
-            "dtype": self.backend.dtype,
-            "attn_implementation": self.backend.attn_implementation or "default",
-            "unpadded": self.unpadded_path,
         }
 
     # -- encoding -------------------------------------------------------------------------
@@ -416,17 +393,8 @@ class ColBERTEncoder:
 
     def count_truncated(self, texts: Sequence[str], *, documents: bool = True) -> int:
         """How many texts exceed the document (or query) length, counting the ``[D]``/``[Q]`` marker."""
-        prompt = self._prompt(not documents)
         limit = self.document_length if documents else self.query_length
-        count = 0
-        for start in range(0, len(texts), 1024):
-            batch = [prompt + t for t in texts[start : start + 1024]]
-            ids = self.tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-            count += sum(1 for x in ids if len(x) > limit)
-        return count
-
-    def save(self, path: str | Path) -> None:
-        self.model.save(str(path))
+        return count_longer(self.tokenizer, texts, self._prompt(not documents), limit)
 
 
 class _quiet_expansion_notice:

@@ -9,29 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from mbert_retrieval.core.checkpoint import check_checkpoint
-from mbert_retrieval.core.errors import ConfigError, MbertRetrievalError
-from mbert_retrieval.encoders.backend import (
-    MODERNBERT_MAX_LENGTH,
-    Backend,
-    fingerprint_module,
-    plan_load,
-    quiet_loading,
-    unpad_default,
-    unpadded_path,
-)
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.encoders.backend import MODERNBERT_MAX_LENGTH, Backend, unpad_default, unpadded_path
+from mbert_retrieval.encoders.held import HeldModel, count_longer, load_held
 from mbert_retrieval.encoders.unpadded import unpadded
 
 log = logging.getLogger(__name__)
 
 
-class DenseEncoder:
+class DenseEncoder(HeldModel):
     """Encode queries and documents into one vector each, with a sentence-transformers model.
 
     Args:
@@ -72,21 +63,20 @@ class DenseEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.name = model
-        plan = plan_load(model, device, attn_implementation)
-        check_checkpoint(plan.source, trust_remote_code=trust_remote_code)
+        plan, self.model = load_held(
+            model,
+            lambda plan: SentenceTransformer(
+                plan.source,
+                device=plan.backend.device,
+                trust_remote_code=trust_remote_code,
+                model_kwargs=plan.model_kwargs or None,
+            ),
+            device=device,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
         self.model_type = plan.model_type
         self.backend: Backend = plan.backend
-        try:
-            with quiet_loading():
-                self.model = SentenceTransformer(
-                    plan.source,
-                    device=self.backend.device,
-                    trust_remote_code=trust_remote_code,
-                    model_kwargs=plan.model_kwargs or None,
-                )
-        except Exception as e:  # whatever the library raises: one line naming the model and the cause
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MbertRetrievalError(f"cannot load model {model!r}: {first}") from e
 
         self.max_position_embeddings = self._max_positions()
         if max_seq_length is not None:
@@ -130,11 +120,6 @@ class DenseEncoder:
         return getattr(config, "max_position_embeddings", None)
 
     @property
-    def transformer_model(self) -> Any:
-        first = self.model[0]
-        return getattr(first, "auto_model", None) or getattr(first, "model", None)
-
-    @property
     def pooling(self) -> str | None:
         """The pooling of the sentence-transformers pipeline (``mean`` for a plain HF checkpoint)."""
         for module in self.model:
@@ -156,29 +141,20 @@ class DenseEncoder:
         """The attention of the unpadded forward in use (``"sdpa"``, ``"flash_attn_varlen"``), or ``None``."""
         return unpadded_path(self.transformer_model, self.unpad)
 
-    def fingerprint(self) -> str:
-        """A content hash of the weights and every setting that changes an embedding (not ``unpad``:
-        the unpadded forward gives the same embeddings, so cached ones are reused)."""
-        if self._fingerprint is None:
-            settings = {
-                "max_seq_length": self.max_seq_length,
-                "query_prompt": self.query_prompt,
-                "document_prompt": self.document_prompt,
-                "normalize": self.normalize,
-                "modules": [type(m).__name__ for m in self.model],
-                "dtype": self.backend.dtype,
-            }
-            self._fingerprint = fingerprint_module(self.model, settings)
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        """Everything a results file should record about this encoder."""
+    def _fingerprint_settings(self) -> dict[str, Any]:
+        """The settings hashed with the weights (``HeldModel.fingerprint``)."""
         return {
-            "kind": self.kind,
-            "name": self.name,
-            "fingerprint": self.fingerprint(),
-            "model_type": self.model_type,
-            "dim": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "normalize": self.normalize,
+            "modules": [type(m).__name__ for m in self.model],
+            "dtype": self.backend.dtype,
+        }
+
+    def _describe_own(self) -> dict[str, Any]:
+        """What ``describe()`` records between the model's name and dim and its device and attention."""
+        return {
             "max_seq_length": self.max_seq_length,
             "max_position_embeddings": self.max_position_embeddings,
             "query_prompt": self.query_prompt,
@@ -186,10 +162,6 @@ class DenseEncoder:
             "pooling": self.pooling,
             "normalize": self.normalize,
             "similarity": "cosine" if self.normalize else self.similarity,
-            "device": self.backend.device,
-            "dtype": self.backend.dtype,
-            "attn_implementation": self.backend.attn_implementation or "default",
-            "unpadded": self.unpadded_path,
         }
 
     # -- encoding -------------------------------------------------------------------------
@@ -227,15 +199,5 @@ class DenseEncoder:
 
     def count_truncated(self, texts: Sequence[str], *, documents: bool = True) -> int:
         """How many texts (with their prompt) exceed ``max_seq_length`` tokens and get cut."""
-        tokenizer = self.model.tokenizer
         prompt = (self.document_prompt if documents else self.query_prompt) or ""
-        limit = self.max_seq_length
-        count = 0
-        for start in range(0, len(texts), 1024):
-            batch = [prompt + t for t in texts[start : start + 1024]]
-            ids = tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-            count += sum(1 for x in ids if len(x) > limit)
-        return count
-
-    def save(self, path: str | Path) -> None:
-        self.model.save(str(path))
+        return count_longer(self.model.tokenizer, texts, prompt, self.max_seq_length)

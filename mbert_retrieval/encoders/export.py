@@ -118,96 +118,23 @@ def _refuse(source: str, what: str) -> ConfigError:
 
 def _plan(mve: Any, source: str) -> dict[str, Any]:
     """Check that PyLate expresses ``mve`` exactly; return what to write."""
-    from sentence_transformers.base.modules import Normalize, Transformer
-    from sentence_transformers.base.modules.dense import Dense
-    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+    import sentence_transformers
 
-    modules = list(mve)
-    names = [type(m).__name__ for m in modules]
-    if not modules or type(modules[0]) is not Transformer:
-        raise _refuse(source, f"the first module is {names[0] if names else 'missing'}, not a Transformer")
-    transformer = modules[0]
-    _check_transformer(transformer, source)
+    transformer, denses, mask = _split_modules(mve, source)
     tokenizer = transformer.tokenizer
-
-    denses = []
-    rest = modules[1:]
-    while rest and type(rest[0]) is Dense:
-        denses.append(rest.pop(0))
-    if not denses:
-        raise _refuse(source, "no Dense projection follows the Transformer (PyLate needs at least one)")
-    kinds = sorted(type(m).__name__ for m in rest)
-    if kinds != ["MultiVectorMask", "Normalize"] or not all(type(m) in (MultiVectorMask, Normalize) for m in rest):
-        found = " -> ".join(names)
-        missing = "; a Normalize of the token embeddings is missing (PyLate always L2-normalises them)"
-        raise _refuse(
-            source,
-            f"modules {found}: PyLate expresses only Transformer -> Dense... -> MultiVectorMask + Normalize"
-            + (missing if "Normalize" not in kinds else ""),
-        )
-    mask = next(m for m in rest if type(m) is MultiVectorMask)
-    norm = next(m for m in rest if type(m) is Normalize)
-    if norm.module_input_name != "token_embeddings" or norm.module_output_name != "token_embeddings":
-        raise _refuse(source, f"Normalize works on {norm.module_input_name!r}, not the token embeddings")
     dense_dicts = [_dense(d, i, source) for i, d in enumerate(denses, start=1)]
-
-    if getattr(mve, "token_pooling", None) is not None:
-        raise _refuse(source, "token pooling is set (PyLate pools only at encode time, with pool_factor)")
-    similarity = str(mve.similarity_fn_name or "maxsim").lower()
-    if similarity != "maxsim":
-        raise _refuse(source, f"similarity {mve.similarity_fn_name!r} (PyLate scores with MaxSim only)")
-    truncate_dim = getattr(mve, "truncate_dim", None)
-    if truncate_dim is not None and truncate_dim < dense_dicts[-1]["config"]["out_features"]:
-        _truncate(dense_dicts[-1], int(truncate_dim), source)
-
+    _check_encoder_options(mve, dense_dicts, source)
     query_prefix = _prefix(mve, tokenizer, "query", source)
     document_prefix = _prefix(mve, tokenizer, "document", source)
-
-    # PyLate pads queries (with expansion) with the mask token, else the EOS token.
-    expansion = transformer.query_expansion
+    query_length, do_expansion, attend = _query_options(transformer, tokenizer, source)
     max_seq_length = transformer.max_seq_length
-    if expansion is None:
-        do_expansion, attend = False, False
-        query_length = transformer.query_length or max_seq_length
-        if query_length is None:
-            raise _refuse(source, "no query length (Transformer.query_length and max_seq_length are unset)")
-    else:
-        if expansion["strategy"] != "fixed":
-            raise _refuse(
-                source,
-                f"query expansion strategy {expansion['strategy']!r} (PyLate pads every query to exactly "
-                "query_length: strategy 'fixed')",
-            )
-        pad_token = tokenizer.mask_token if tokenizer.mask_token_id is not None else tokenizer.eos_token
-        if pad_token is None:
-            raise _refuse(source, "query expansion without a mask or EOS token (PyLate pads queries with one)")
-        token = expansion.get("token")
-        if token is not None and tokenizer.convert_tokens_to_ids(token) != tokenizer.convert_tokens_to_ids(pad_token):
-            raise _refuse(source, f"query expansion token {token!r} (PyLate expands queries with {pad_token!r} only)")
-        do_expansion, attend = True, bool(expansion["attend"])
-        query_length = expansion["length"]
     document_length = transformer.document_length or max_seq_length
     if document_length is None:
         raise _refuse(source, "no document length (Transformer.document_length and max_seq_length are unset)")
-
-    if mask.keep_only_token_ids:
-        raise _refuse(source, "MultiVectorMask keeps only some token ids (keep_only_token_ids)")
-    if "query" in mask.skiplist_tasks and mask.skiplist_words:
-        raise _refuse(source, "the skiplist applies to queries (PyLate applies it to documents only)")
-    skiplist = _skiplist(mask, tokenizer) if "document" in mask.skiplist_tasks else []
-
-    from importlib.metadata import version
-
-    import sentence_transformers
-    import torch
-
+    skiplist = _document_skiplist(mask, tokenizer, source)
     st_config = {
         "model_type": "ColBERT",
-        "__version__": {
-            "sentence_transformers": PYLATE_ST_VERSION,
-            "transformers": version("transformers"),
-            "pytorch": torch.__version__,
-        },
+        "__version__": _versions(),
         "prompts": {"query": "", "document": ""},
         "default_prompt_name": None,
         "similarity_fn_name": "MaxSim",
@@ -229,6 +156,101 @@ def _plan(mve: Any, source: str) -> dict[str, Any]:
         "st_config": st_config,
         "sbert_config": sbert_config,
         "st_version": sentence_transformers.__version__,
+    }
+
+
+def _split_modules(mve: Any, source: str) -> tuple[Any, list[Any], Any]:
+    """The model's modules as PyLate's pipeline: ``(transformer, [dense, ...], mask)``, checked to be
+    Transformer -> Dense... -> MultiVectorMask + Normalize (of the token embeddings)."""
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.base.modules.dense import Dense
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    modules = list(mve)
+    names = [type(m).__name__ for m in modules]
+    if not modules or type(modules[0]) is not Transformer:
+        raise _refuse(source, f"the first module is {names[0] if names else 'missing'}, not a Transformer")
+    transformer = modules[0]
+    _check_transformer(transformer, source)
+
+    denses = []
+    rest = modules[1:]
+    while rest and type(rest[0]) is Dense:
+        denses.append(rest.pop(0))
+    if not denses:
+        raise _refuse(source, "no Dense projection follows the Transformer (PyLate needs at least one)")
+    kinds = sorted(type(m).__name__ for m in rest)
+    if kinds != ["MultiVectorMask", "Normalize"] or not all(type(m) in (MultiVectorMask, Normalize) for m in rest):
+        found = " -> ".join(names)
+        missing = "; a Normalize of the token embeddings is missing (PyLate always L2-normalises them)"
+        raise _refuse(
+            source,
+            f"modules {found}: PyLate expresses only Transformer -> Dense... -> MultiVectorMask + Normalize"
+            + (missing if "Normalize" not in kinds else ""),
+        )
+    mask = next(m for m in rest if type(m) is MultiVectorMask)
+    norm = next(m for m in rest if type(m) is Normalize)
+    if norm.module_input_name != "token_embeddings" or norm.module_output_name != "token_embeddings":
+        raise _refuse(source, f"Normalize works on {norm.module_input_name!r}, not the token embeddings")
+    return transformer, denses, mask
+
+
+def _check_encoder_options(mve: Any, dense_dicts: list[dict[str, Any]], source: str) -> None:
+    """Token pooling and the similarity PyLate cannot express are refused; a ``truncate_dim`` is folded
+    into the last projection."""
+    if getattr(mve, "token_pooling", None) is not None:
+        raise _refuse(source, "token pooling is set (PyLate pools only at encode time, with pool_factor)")
+    similarity = str(mve.similarity_fn_name or "maxsim").lower()
+    if similarity != "maxsim":
+        raise _refuse(source, f"similarity {mve.similarity_fn_name!r} (PyLate scores with MaxSim only)")
+    truncate_dim = getattr(mve, "truncate_dim", None)
+    if truncate_dim is not None and truncate_dim < dense_dicts[-1]["config"]["out_features"]:
+        _truncate(dense_dicts[-1], int(truncate_dim), source)
+
+
+def _query_options(transformer: Any, tokenizer: Any, source: str) -> tuple[int, bool, bool]:
+    """``(query_length, do_query_expansion, attend_to_expansion_tokens)`` in PyLate's terms. PyLate pads
+    queries (with expansion) with the mask token, else the EOS token."""
+    expansion = transformer.query_expansion
+    if expansion is None:
+        query_length = transformer.query_length or transformer.max_seq_length
+        if query_length is None:
+            raise _refuse(source, "no query length (Transformer.query_length and max_seq_length are unset)")
+        return query_length, False, False
+    if expansion["strategy"] != "fixed":
+        raise _refuse(
+            source,
+            f"query expansion strategy {expansion['strategy']!r} (PyLate pads every query to exactly "
+            "query_length: strategy 'fixed')",
+        )
+    pad_token = tokenizer.mask_token if tokenizer.mask_token_id is not None else tokenizer.eos_token
+    if pad_token is None:
+        raise _refuse(source, "query expansion without a mask or EOS token (PyLate pads queries with one)")
+    token = expansion.get("token")
+    if token is not None and tokenizer.convert_tokens_to_ids(token) != tokenizer.convert_tokens_to_ids(pad_token):
+        raise _refuse(source, f"query expansion token {token!r} (PyLate expands queries with {pad_token!r} only)")
+    return expansion["length"], True, bool(expansion["attend"])
+
+
+def _document_skiplist(mask: Any, tokenizer: Any, source: str) -> list[str]:
+    """The mask's skiplist as PyLate's ``skiplist_words`` (documents only; a query-side one is refused)."""
+    if mask.keep_only_token_ids:
+        raise _refuse(source, "MultiVectorMask keeps only some token ids (keep_only_token_ids)")
+    if "query" in mask.skiplist_tasks and mask.skiplist_words:
+        raise _refuse(source, "the skiplist applies to queries (PyLate applies it to documents only)")
+    return _skiplist(mask, tokenizer) if "document" in mask.skiplist_tasks else []
+
+
+def _versions() -> dict[str, str]:
+    """The ``__version__`` block PyLate's own save writes (sentence-transformers as PyLate 1.6 pins it)."""
+    from importlib.metadata import version
+
+    import torch
+
+    return {
+        "sentence_transformers": PYLATE_ST_VERSION,
+        "transformers": version("transformers"),
+        "pytorch": torch.__version__,
     }
 
 

@@ -1,7 +1,8 @@
 """``mbert-retrieval quickstart``: the whole toolkit end to end, offline, on a CPU, in minutes.
 
 Orchestration only: every stage is a library call, and its outputs are the ones the other commands
-write and read.
+write and read. The stages are module-level functions over one ``Run`` (the folder, the settings, the
+stages recorded so far, the start time), listed in order in the table ``STAGES``:
 
 1. ``data``: ``data.stdlib.build_stdlib_splits`` -> ``OUT/data/python-stdlib/{train,test}`` (BEIR
    folders: docstring first sentence -> code without the docstring, split by package);
@@ -9,19 +10,21 @@ write and read.
    trained on the train split) -> ``OUT/base-model``; skipped when ``model=`` names a checkpoint;
 3. ``bm25`` and the untrained baselines (the base model as a dense retriever with FAISS flat, and as
    a ColBERT retriever scored by exact MaxSim, the scores every ColBERT index approximates):
-   ``pipeline.run_eval`` -> ``OUT/eval/{bm25,untrained-dense,untrained-colbert}``;
-4. ``train-dense`` / ``train-colbert``: ``train.train`` with ``recipes/quickstart-{dense,colbert}.yaml``
-   -> ``OUT/train/{dense,colbert}/model``;
-5. ``index-faiss``: ``indexing.build_index`` (trained dense model, test corpus, ``faiss-flat``) ->
+   ``flows.evaluate.run_eval`` -> ``OUT/eval/{bm25,untrained-dense,untrained-colbert}``;
+4. ``train-dense`` / ``train-colbert``: ``flows.train.train`` with ``recipes/quickstart-{dense,colbert}.yaml``
+   -> ``OUT/train/{dense,colbert}/model`` (with ``--minutes``, the stage ``plan`` chooses their steps first);
+5. ``index-faiss``: ``flows.index_build.build_index`` (trained dense model, test corpus, ``faiss-flat``) ->
    ``OUT/indexes/dense-faiss``, searchable with ``mbert-retrieval search``;
-6. ``eval-dense`` / ``eval-colbert``: ``pipeline.run_eval`` (FAISS flat; PLAID, whose index is kept
-   in ``OUT/eval/colbert/indices/python-stdlib``);
+6. ``eval-dense`` / ``eval-colbert``: ``flows.evaluate.run_eval`` (FAISS flat; PLAID, whose index is kept
+   in ``OUT/eval/colbert/indices/python-stdlib``), then ``hybrid-dense`` / ``hybrid-colbert``: BM25 + each
+   trained model, reciprocal rank fusion of their runs;
 7. ``OUT/results.json`` + ``OUT/results.md``: one table (nDCG@10, R@100, seconds per stage), and an
    example query searched in both saved indices.
 
 Resumable: ``OUT/quickstart.json`` records each finished stage; a re-run with the same settings
 reuses them (``overwrite=True`` recomputes everything), and another setting in the same ``OUT`` is
-refused. Every file is written atomically by the library call that writes it.
+refused. Every file is written atomically by the library call that writes it; the base model is built
+in a temporary sibling folder and renamed into place (``core.io.staging_dir``).
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mbert_retrieval.catalog import load_index_spec, load_recipe_by_name
 from mbert_retrieval.config import DatasetSpec, EncoderConfig, EvalConfig, IndexSpecFile, PlaidSpec, SuiteSpec
 from mbert_retrieval.core.errors import ConfigError, OutputExistsError
-from mbert_retrieval.core.io import write_json, write_text
+from mbert_retrieval.core.io import remove_stale_staging, staging_dir, write_json, write_text
 from mbert_retrieval.core.lock import output_lock
 from mbert_retrieval.core.types import plural
 from mbert_retrieval.core.versions import versions
@@ -428,12 +432,276 @@ def run_quickstart(
         return _run_quickstart(out, SIZES[size], model, minutes, overwrite, progress)
 
 
+# --------------------------------------------------------------------------------------------
+# The stages: module-level functions over one ``Run``, driven by the table ``STAGES``
+
+
+@dataclass
+class Run:
+    """One quickstart run: its folder and settings, the recipes, the stages so far (``OUT/quickstart.json``)
+    and when it started. Every stage function reads what earlier stages made from ``stages``."""
+
+    out: Path
+    size: Size
+    model: str | None  # a checkpoint named by --model, or None: the stage ``model`` builds one
+    minutes: float | None
+    overwrite: bool
+    progress: bool
+    t_start: float
+    dense_recipe: Recipe
+    colbert_recipe: Recipe
+    settings: dict[str, Any]
+    stages: _Stages
+
+    @property
+    def data(self) -> Path:
+        """The BEIR folders of the stdlib set: ``OUT/data/python-stdlib/{train,test}``."""
+        return self.out / "data" / DATASET
+
+    @property
+    def base_dir(self) -> Path:
+        """Where the stage ``model`` writes the small ModernBERT."""
+        return self.out / "base-model"
+
+    @property
+    def evals(self) -> Path:
+        return self.out / "eval"
+
+    @property
+    def faiss_dir(self) -> Path:
+        return self.out / "indexes" / "dense-faiss"
+
+    def recorded(self, stage: str) -> dict[str, Any]:
+        """The record of a finished stage."""
+        return self.stages.state["stages"][stage]
+
+    @property
+    def base(self) -> str:
+        """The base model every stage trains and evaluates: the built one, or ``--model`` (a local folder
+        by its absolute path, which indices record; a hub id as given)."""
+        if self.model is None:
+            return self.recorded("model")["path"]
+        local = Path(self.model).expanduser()
+        return str(local.absolute()) if local.exists() else self.model
+
+    @property
+    def base_facts(self) -> dict[str, Any]:
+        """What the table says about the base model (``_model_facts``; the name alone for a hub id)."""
+        if self.model is None:
+            return self.recorded("model")["facts"]
+        local = Path(self.model).expanduser()
+        return (
+            {"name": self.model, **_model_facts(local)} if (local / "config.json").is_file() else {"name": self.model}
+        )
+
+    def steps(self, kind: str) -> int:
+        """Training steps of the ``kind`` model: the ``--minutes`` plan's, else the settings'."""
+        source = self.recorded("plan") if self.minutes is not None else self.settings
+        return source[f"{kind}_steps"]
+
+    def trained(self, kind: str) -> str:
+        return self.recorded(f"train-{kind}")["model"]
+
+    def recipe(self, kind: str) -> Recipe:
+        return self.dense_recipe if kind == "dense" else self.colbert_recipe
+
+    def evaluate(self, name: str, encoder: EncoderConfig, index: IndexSpecFile | None) -> dict[str, Any]:
+        """``run_eval`` into ``OUT/eval/NAME`` (``_evaluate``)."""
+        return _evaluate(
+            self.evals / name, self.out / "data", encoder, index, overwrite=self.overwrite, progress=self.progress
+        )
+
+    def finished(self, name: str) -> bool:
+        """Whether ``OUT/eval/NAME`` holds a finished evaluation."""
+        return (self.evals / name / "results.json").is_file()
+
+
+def build_data(run: Run) -> dict[str, Any]:
+    """``data``: the stdlib code-search set, split by package."""
+    from mbert_retrieval.data.stdlib import build_stdlib_splits
+
+    splits = build_stdlib_splits(run.data, max_docs=run.size.max_docs, progress=run.progress)
+    log.info("%s", splits.summary())
+    return {"counts": splits.counts, "folder": str(run.data)}
+
+
+def build_model(run: Run) -> dict[str, Any]:
+    """``model``: a small random ModernBERT and a BPE tokenizer trained on the train split's texts, built
+    in a temporary sibling of ``OUT/base-model`` and renamed into place (``core.io.staging_dir``)."""
+    from mbert_retrieval.data.beir import load_beir_folder
+    from mbert_retrieval.encoders.modernbert import MODEL_SIZES, build_modernbert
+
+    train_ds = load_beir_folder(run.data / "train", "train")
+    texts = [*train_ds.queries.values(), *train_ds.corpus_texts]
+    remove_stale_staging(run.base_dir)
+    with staging_dir(run.base_dir) as tmp:
+        build_modernbert(tmp, texts, **MODEL_SIZES[run.size.model], model_max_length=512, word_level_text=True)
+    facts = _model_facts(run.base_dir)
+    log.info("%s: %s", run.base_dir, describe_model(facts))
+    return {"path": str(run.base_dir), "facts": facts, "tokenizer_texts": len(texts)}
+
+
+def eval_bm25(run: Run) -> dict[str, Any]:
+    """``bm25``: BM25 (bm25s) on the test split."""
+    return run.evaluate("bm25", EncoderConfig(model="bm25"), None)
+
+
+def eval_untrained(run: Run, kind: str) -> dict[str, Any]:
+    """``eval-untrained-KIND``: the base model with the recipe's text lengths, dense on FAISS flat,
+    ColBERT by exact MaxSim."""
+    index = load_index_spec("faiss-flat" if kind == "dense" else UNTRAINED_COLBERT_INDEX)
+    return run.evaluate(f"untrained-{kind}", _encoder(run.base, run.recipe(kind)), index)
+
+
+def plan_training(run: Run) -> dict[str, Any]:
+    """``plan`` (with ``--minutes``): training steps that fit the time budget (``plan_steps``)."""
+    assert run.minutes is not None
+    return plan_steps(run.minutes, time.perf_counter() - run.t_start, run.stages.state["stages"], run.settings)
+
+
+def train_model(run: Run, kind: str) -> dict[str, Any]:
+    """``train-KIND``: ``recipes/quickstart-KIND.yaml`` on the base model -> ``OUT/train/KIND/model``."""
+    folder = run.out / "train" / kind
+    return _train(
+        f"quickstart-{kind}", run.base, folder, run.data / "train", run.steps(kind), run.overwrite, run.progress
+    )
+
+
+def build_faiss(run: Run) -> dict[str, Any]:
+    """``index-faiss``: ``index_build.build_index`` of the test corpus with the trained dense model."""
+    from mbert_retrieval.flows.index_build import build_index
+
+    result = build_index(
+        run.trained("dense"),
+        run.data / "test",
+        "faiss-flat",
+        run.faiss_dir,
+        max_seq_length=run.dense_recipe.model.max_seq_length,
+        overwrite=True,
+        progress=run.progress,
+    )
+    assert result is not None  # one process: rank 0
+    return {"path": str(result.path), "n_docs": result.n_docs, "dim": result.dim, "factory": result.factory}
+
+
+def eval_dense(run: Run) -> dict[str, Any]:
+    """``eval-dense``: the trained dense model on FAISS flat."""
+    encoder = _encoder(run.trained("dense"), run.dense_recipe)
+    return run.evaluate("dense", encoder, load_index_spec("faiss-flat"))
+
+
+def eval_colbert(run: Run) -> dict[str, Any]:
+    """``eval-colbert``: the trained ColBERT on PLAID (``PLAID_SPEC``); its index is kept for the example."""
+    record = run.evaluate("colbert", _encoder(run.trained("colbert"), run.colbert_recipe), PLAID_SPEC)
+    return {**record, "plaid_index": str(run.evals / "colbert" / "indices" / DATASET)}
+
+
+def fuse_with_bm25(run: Run, kind: str) -> dict[str, Any]:
+    """``hybrid-KIND``: reciprocal rank fusion of the BM25 run and the trained ``kind`` model's run."""
+    sources = [run.evals / "bm25", run.evals / kind]
+    return _fuse(run.evals / HYBRIDS[kind], run.out / "data", sources, overwrite=run.overwrite, progress=run.progress)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of ``STAGES``: its name in ``quickstart.json``, what the log prints when it starts, the
+    function that runs it, whether its outputs are still there (else a recorded stage runs again), and
+    whether this run has it at all."""
+
+    name: str
+    title: str | Callable[[Run], str]
+    fn: Callable[[Run], dict[str, Any]]
+    done: Callable[[Run], bool] = lambda run: True
+    when: Callable[[Run], bool] = lambda run: True
+
+    def title_for(self, run: Run) -> str:
+        return self.title if isinstance(self.title, str) else self.title(run)
+
+
+def _finished(name: str) -> Callable[[Run], bool]:
+    return lambda run: run.finished(name)
+
+
+def _train_stage(kind: str) -> Stage:
+    return Stage(
+        f"train-{kind}",
+        lambda run: f"train the {kind} model: recipes/quickstart-{kind}.yaml, {run.steps(kind)} steps",
+        partial(train_model, kind=kind),
+        done=lambda run: (run.out / "train" / kind / "model").is_dir(),
+    )
+
+
+def _hybrid_stage(kind: str) -> Stage:
+    return Stage(
+        HYBRIDS[kind],
+        f"BM25 + the trained {kind} model, reciprocal rank fusion of their runs",
+        partial(fuse_with_bm25, kind=kind),
+        done=_finished(HYBRIDS[kind]),
+    )
+
+
+STAGES = [  # in the order they run
+    Stage(
+        "data", "build the stdlib code-search set", build_data, done=lambda run: (run.data / "dataset.json").is_file()
+    ),
+    Stage(
+        "model",
+        "a small ModernBERT + BPE tokenizer trained on the train split",
+        build_model,
+        done=lambda run: run.base_dir.is_dir(),
+        when=lambda run: run.model is None,
+    ),
+    Stage("bm25", "BM25 on the test split", eval_bm25, done=_finished("bm25")),
+    Stage(
+        "eval-untrained-dense",
+        "the untrained model as a dense retriever (mean pooling), FAISS flat",
+        partial(eval_untrained, kind="dense"),
+        done=_finished("untrained-dense"),
+    ),
+    Stage(
+        "eval-untrained-colbert",
+        "the untrained model as ColBERT (seeded 128-dim projection), exact MaxSim",
+        partial(eval_untrained, kind="colbert"),
+        done=_finished("untrained-colbert"),
+    ),
+    Stage(
+        "plan",
+        lambda run: f"training steps that fit {run.minutes:g} minutes",
+        plan_training,
+        when=lambda run: run.minutes is not None,
+    ),
+    _train_stage("dense"),
+    _train_stage("colbert"),
+    Stage(
+        "index-faiss",
+        "FAISS index of the test corpus (trained dense model)",
+        build_faiss,
+        done=lambda run: run.faiss_dir.is_dir(),
+    ),
+    Stage("eval-dense", "evaluate the trained dense model", eval_dense, done=_finished("dense")),
+    Stage("eval-colbert", "evaluate the trained ColBERT model, PLAID index", eval_colbert, done=_finished("colbert")),
+    _hybrid_stage("dense"),
+    _hybrid_stage("colbert"),
+]
+
+
 def _run_quickstart(
     out: Path, sz: Size, model: str | None, minutes: float | None, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
-    from mbert_retrieval.data.stdlib import build_stdlib_splits
-    from mbert_retrieval.encoders.modernbert import MODEL_SIZES
+    """Start the run, run each stage of ``STAGES`` it has (reusing finished ones), then write the results."""
+    run = _start(out, sz, model, minutes, overwrite, progress)
+    for stage in STAGES:
+        if stage.when(run):
+            run.stages.run(stage.name, stage.title_for(run), partial(stage.fn, run), stage.done(run))
+    results = _results(run)
+    write_json(out / RESULTS_FILE, results)
+    write_text(out / "results.md", render_markdown(results) + "\n")
+    return results
 
+
+def _start(out: Path, sz: Size, model: str | None, minutes: float | None, overwrite: bool, progress: bool) -> Run:
+    """The run's settings (what a re-run must match to reuse stages); with ``overwrite``, the earlier
+    outputs removed; the stages recorded so far loaded."""
     t_start = time.perf_counter()
     dense_recipe = load_recipe_by_name("quickstart-dense")
     colbert_recipe = load_recipe_by_name("quickstart-colbert")
@@ -454,133 +722,12 @@ def _run_quickstart(
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out, settings, overwrite)
-    data = out / "data" / DATASET
+    return Run(out, sz, model, minutes, overwrite, progress, t_start, dense_recipe, colbert_recipe, settings, stages)
 
-    def build_data() -> dict[str, Any]:
-        splits = build_stdlib_splits(data, max_docs=sz.max_docs, progress=progress)
-        log.info("%s", splits.summary())
-        return {"counts": splits.counts, "folder": str(data)}
 
-    data_rec = stages.run("data", "build the stdlib code-search set", build_data, (data / "dataset.json").is_file())
-
-    base_dir = out / "base-model"
-
-    def build_model() -> dict[str, Any]:
-        from mbert_retrieval.data.beir import load_beir_folder
-        from mbert_retrieval.encoders.modernbert import build_modernbert
-
-        train_ds = load_beir_folder(data / "train", "train")
-        texts = [*train_ds.queries.values(), *train_ds.corpus_texts]
-        tmp = out / ".base-model.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        build_modernbert(tmp, texts, **MODEL_SIZES[sz.model], model_max_length=512, word_level_text=True)
-        if base_dir.exists():
-            shutil.rmtree(base_dir)
-        tmp.rename(base_dir)
-        facts = _model_facts(base_dir)
-        log.info("%s: %s", base_dir, describe_model(facts))
-        return {"path": str(base_dir), "facts": facts, "tokenizer_texts": len(texts)}
-
-    if model is None:
-        model_rec = stages.run(
-            "model", "a small ModernBERT + BPE tokenizer trained on the train split", build_model, base_dir.is_dir()
-        )
-        base = model_rec["path"]
-        facts = model_rec["facts"]
-    else:  # a local folder by its absolute path (indices record it), a hub id as given
-        base = str(Path(model).expanduser().absolute()) if Path(model).expanduser().exists() else model
-        facts = {"name": model}
-        if (Path(model).expanduser() / "config.json").is_file():
-            facts = {"name": model, **_model_facts(Path(model).expanduser())}
-
-    evals = out / "eval"
-
-    def evaluation(name: str, encoder: EncoderConfig, index: IndexSpecFile | None) -> Callable[[], dict[str, Any]]:
-        return lambda: _evaluate(evals / name, out / "data", encoder, index, overwrite=overwrite, progress=progress)
-
-    def finished(name: str) -> bool:
-        return (evals / name / "results.json").is_file()
-
-    stages.run(
-        "bm25", "BM25 on the test split", evaluation("bm25", EncoderConfig(model="bm25"), None), finished("bm25")
-    )
-    stages.run(
-        "eval-untrained-dense",
-        "the untrained model as a dense retriever (mean pooling), FAISS flat",
-        evaluation("untrained-dense", _encoder(base, dense_recipe), load_index_spec("faiss-flat")),
-        finished("untrained-dense"),
-    )
-    stages.run(
-        "eval-untrained-colbert",
-        "the untrained model as ColBERT (seeded 128-dim projection), exact MaxSim",
-        evaluation("untrained-colbert", _encoder(base, colbert_recipe), load_index_spec(UNTRAINED_COLBERT_INDEX)),
-        finished("untrained-colbert"),
-    )
-
-    if minutes is not None:
-        plan = stages.run(
-            "plan",
-            f"training steps that fit {minutes:g} minutes",
-            lambda: plan_steps(minutes, time.perf_counter() - t_start, stages.state["stages"], settings),
-        )
-    trained: dict[str, str] = {}
-    for kind in ("dense", "colbert"):
-        folder = out / "train" / kind
-        steps = plan[f"{kind}_steps"] if minutes is not None else settings[f"{kind}_steps"]
-        rec = stages.run(
-            f"train-{kind}",
-            f"train the {kind} model: recipes/quickstart-{kind}.yaml, {steps} steps",
-            lambda kind=kind, folder=folder, steps=steps: _train(
-                f"quickstart-{kind}", base, folder, data / "train", steps, overwrite, progress
-            ),
-            (folder / "model").is_dir(),
-        )
-        trained[kind] = rec["model"]
-
-    faiss_dir = out / "indexes" / "dense-faiss"
-
-    def build_faiss() -> dict[str, Any]:
-        from mbert_retrieval.flows.index_build import build_index
-
-        result = build_index(
-            trained["dense"],
-            data / "test",
-            "faiss-flat",
-            faiss_dir,
-            max_seq_length=dense_recipe.model.max_seq_length,
-            overwrite=True,
-            progress=progress,
-        )
-        assert result is not None  # one process: rank 0
-        return {"path": str(result.path), "n_docs": result.n_docs, "dim": result.dim, "factory": result.factory}
-
-    stages.run("index-faiss", "FAISS index of the test corpus (trained dense model)", build_faiss, faiss_dir.is_dir())
-    stages.run(
-        "eval-dense",
-        "evaluate the trained dense model",
-        evaluation("dense", _encoder(trained["dense"], dense_recipe), load_index_spec("faiss-flat")),
-        finished("dense"),
-    )
-
-    def eval_colbert() -> dict[str, Any]:
-        record = evaluation("colbert", _encoder(trained["colbert"], colbert_recipe), PLAID_SPEC)()
-        return {**record, "plaid_index": str(evals / "colbert" / "indices" / DATASET)}
-
-    stages.run("eval-colbert", "evaluate the trained ColBERT model, PLAID index", eval_colbert, finished("colbert"))
-    for kind, stage in HYBRIDS.items():
-        stages.run(
-            stage,
-            f"BM25 + the trained {kind} model, reciprocal rank fusion of their runs",
-            lambda kind=kind, stage=stage: _fuse(
-                evals / stage, out / "data", [evals / "bm25", evals / kind], overwrite=overwrite, progress=progress
-            ),
-            finished(stage),
-        )
-
-    recorded = stages.state["stages"]
+def _rows(recorded: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's rows (``ROWS``): each retriever's metrics, index and seconds, from the stage records."""
     rows = []
-    by_key = {}
     for key, label, train_stage, eval_stage in ROWS:
         rec = recorded[eval_stage]
         row = {
@@ -596,29 +743,33 @@ def _run_quickstart(
         if train_stage:
             row["train"] = {k: recorded[train_stage][k] for k in ("recipe", "steps", "batch_size", "learning_rate")}
         rows.append(row)
-        by_key[key] = row
+    return rows
 
-    example = _example(out, data, recorded)
-    total = time.perf_counter() - t_start
-    results = {
-        "quickstart": settings,
-        "base_model": {"path": base, **facts, "description": describe_model(facts)},
-        "data": {"folder": str(data), "counts": data_rec["counts"]},
+
+def _results(run: Run) -> dict[str, Any]:
+    """What ``OUT/results.json`` holds: the settings, the base model, the rows, the gains, the stage
+    times, the outputs and the example query."""
+    recorded = run.stages.state["stages"]
+    rows = _rows(recorded)
+    facts = run.base_facts
+    example = _example(run.out, run.data, recorded)
+    total = time.perf_counter() - run.t_start
+    return {
+        "quickstart": run.settings,
+        "base_model": {"path": run.base, **facts, "description": describe_model(facts)},
+        "data": {"folder": str(run.data), "counts": recorded["data"]["counts"]},
         "metric_names": METRICS,
         "top_k": TOP_K,
         "rows": rows,
-        "gains": _gains(by_key),
+        "gains": _gains({row["key"]: row for row in rows}),
         "stages": {k: v["seconds"] for k, v in recorded.items()},
-        "reused_stages": stages.reused,
+        "reused_stages": run.stages.reused,
         "seconds_total": round(total, 1),
-        "outputs": outputs(out, recorded),
+        "outputs": outputs(run.out, recorded),
         "example": example,
         "versions": versions(),
         "finished": _now(),
     }
-    write_json(out / RESULTS_FILE, results)
-    write_text(out / "results.md", render_markdown(results) + "\n")
-    return results
 
 
 def outputs(out: Path, stages: dict[str, Any]) -> dict[str, str]:
