@@ -18,14 +18,11 @@ approximately. ``import mbert_retrieval.encoders.export`` is light: torch and se
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mbert_retrieval.core.errors import ConfigError, OutputExistsError, OutputWriteError
-from mbert_retrieval.core.io import WRITE_ERRNOS
+from mbert_retrieval.core.io import WRITE_ERRNOS, remove_stale_staging, staging_dir
 
 # The layout written is sentence-transformers 5.3's (PyLate 1.6 pins sentence-transformers==5.3.0).
 PYLATE_ST_VERSION = "5.3.0"
@@ -386,50 +383,30 @@ documents = model.encode(["a document"], is_query=False)
 
 
 def _write(plan: dict[str, Any], out: Path) -> None:
+    """Write the planned folder in a temporary sibling of ``out``, renamed onto it when complete (an
+    existing ``out`` is kept until then: ``core.io.staging_dir``)."""
     from safetensors.torch import save_file
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        remove_stale_staging(out)
+        with staging_dir(out) as tmp:
+            transformer = plan["transformer"]
+            transformer.auto_model.save_pretrained(str(tmp), safe_serialization=True)
+            transformer.tokenizer.save_pretrained(str(tmp))
+            modules = [{"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_REF}]
+            for i, dense in enumerate(plan["denses"], start=1):
+                folder = tmp / dense["path"]
+                folder.mkdir()
+                _json(folder / "config.json", dense["config"])
+                save_file(dense["state"], str(folder / "model.safetensors"), metadata={"format": "pt"})
+                modules.append({"idx": i, "name": str(i), "path": dense["path"], "type": DENSE_REF})
+            _json(tmp / "modules.json", modules)
+            _json(tmp / "sentence_bert_config.json", plan["sbert_config"])
+            _json(tmp / "config_sentence_transformers.json", plan["st_config"])
+            (tmp / "README.md").write_text(_card(plan), encoding="utf-8")
     except OSError as e:
         if e.errno in WRITE_ERRNOS:
-            raise OutputWriteError(out, e) from e
-        raise
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        transformer = plan["transformer"]
-        transformer.auto_model.save_pretrained(str(tmp), safe_serialization=True)
-        transformer.tokenizer.save_pretrained(str(tmp))
-        modules = [{"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_REF}]
-        for i, dense in enumerate(plan["denses"], start=1):
-            folder = tmp / dense["path"]
-            folder.mkdir()
-            _json(folder / "config.json", dense["config"])
-            save_file(dense["state"], str(folder / "model.safetensors"), metadata={"format": "pt"})
-            modules.append({"idx": i, "name": str(i), "path": dense["path"], "type": DENSE_REF})
-        _json(tmp / "modules.json", modules)
-        _json(tmp / "sentence_bert_config.json", plan["sbert_config"])
-        _json(tmp / "config_sentence_transformers.json", plan["st_config"])
-        (tmp / "README.md").write_text(_card(plan), encoding="utf-8")
-        old = None
-        if out.exists():  # empty, or a model folder replaced with overwrite: kept until the new one is in place
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old is not None:
-                os.replace(old, out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             raise OutputWriteError(out, e) from e
         raise
 
