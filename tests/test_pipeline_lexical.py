@@ -14,6 +14,7 @@ from mbert_retrieval.core.errors import DataError
 from mbert_retrieval.flows import evaluate as pipeline
 from mbert_retrieval.results.metrics import evaluate
 from mbert_retrieval.results.runs import read_run
+from mbert_retrieval.retrieval import retrievers
 from mbert_retrieval.retrieval.fusion import reciprocal_rank_fusion, weighted_score_fusion
 
 pytest.importorskip("bm25s")
@@ -155,7 +156,7 @@ def test_fusion_source_errors(small_beir: Path, suite: Path, tmp_path: Path, cap
     assert main([*base, "--fuse", f"bm25,{train}", "--out", str(tmp_path / "f2")]) == 1
     assert "no finished run of dataset 'small'" in capsys.readouterr().err
     with pytest.raises(DataError, match="evaluated on split 'train', not 'test'"):
-        pipeline._source_run(
+        retrievers._source_run(
             {
                 "source": str(train),
                 "results": json.loads((train / "results.json").read_text())

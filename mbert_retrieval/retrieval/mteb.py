@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import mteb
-import yaml
 from mteb._evaluators.retrieval_metrics import mrr as mteb_mrr
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
@@ -47,24 +44,22 @@ from mteb.similarity_functions import dot_score
 from mteb.types import PromptType
 
 from mbert_retrieval.config import DatasetSpec, EvalConfig
-from mbert_retrieval.core.errors import ConfigError, DataError, OutputExistsError
-from mbert_retrieval.core.io import check_folder_target, removed_on_failure, write_json, write_text
-from mbert_retrieval.core.lock import output_lock_if_main
+from mbert_retrieval.core.errors import ConfigError, DataError
+from mbert_retrieval.core.io import write_json
 from mbert_retrieval.core.types import RetrievalDataset
 from mbert_retrieval.core.versions import versions
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.encoders import Encoder, encoder_from_config, load_encoder
 from mbert_retrieval.encoders.colbert import _quiet_expansion_notice
 from mbert_retrieval.encoders.unpadded import unpadded
-from mbert_retrieval.flows.evaluate import CONFIG_FILE, RESULTS_FILE, result_key
 from mbert_retrieval.results.metrics import parse_measure
 from mbert_retrieval.results.runs import write_run
-from mbert_retrieval.results.tables import markdown_table
+from mbert_retrieval.results.store import PER_QUERY_DIR, ResultsStore, combine_subsets, writing_results
+from mbert_retrieval.retrieval.engine import Described, run_suite
 
 log = logging.getLogger(__name__)
 
 ENGINE = "mteb"
-PER_QUERY_DIR = "per_query"
 
 # Our dataset names (suite entries; CQADupStack forums as "cqadupstack/<forum>") -> MTEB's built-in
 # task, and the hf_subset of it that is meant (None: the task's only one).
@@ -458,123 +453,150 @@ def evaluate_task(
     return out
 
 
-def _record(
-    sub: dict[str, Any],
-    *,
-    split: str,
-    source: str,
-    truncated: int | None,
-    encoder: Encoder,
-    top_k: int,
-    ignore_identical_ids: bool,
-    warnings: dict[str, int],
-) -> dict[str, Any]:
-    return {
-        "split": split,
-        "source": source,
-        "n_docs": sub["n_docs"],
-        "n_queries": sub["n_queries"],
-        "n_queries_without_results": sub["n_judged_queries"] - sub["n_queries"],
-        "truncated_documents": truncated,
-        "max_seq_length": getattr(encoder, "max_seq_length", None),
-        "ignore_identical_ids": ignore_identical_ids,
-        "top_k": top_k,
-        "index": "mteb-exact",
-        "warnings": warnings,
-        "seconds": sub["seconds"],
-        "metrics": sub["means"],
-    }
+class MtebRetriever:
+    """``eval --engine mteb``'s retriever: one suite entry is one MTEB task per subset, evaluated by
+    MTEB's retrieval evaluator (its exhaustive search, pytrec_eval scoring and MRR) around our encoder
+    (:func:`to_mteb`). A dataset found under ``--data-dir`` (or built: stdlib) runs as a local task;
+    a missing one, with ``--download``, as MTEB's built-in task when MTEB has one for each of its names."""
 
+    def __init__(self, cfg: EvalConfig, encoder: Encoder, *, progress: bool) -> None:
+        assert cfg.encoder is not None
+        self.cfg = cfg
+        self.encoder = encoder
+        self.progress = progress
+        self.out = Path(cfg.out)
+        self.metrics = list(cfg.suite.metrics)
+        self.k_values = set(_MTEB_K_VALUES) | {parse_measure(m).cutoff for m in self.metrics}
+        self.data_dir = Path(cfg.data_dir) if cfg.data_dir else self.out / "data"
+        self.tag = f"mteb_{encoder.name.rstrip('/').split('/')[-1]}"
+        self.model: Any = None
 
-def _evaluate_spec(
-    spec: DatasetSpec,
-    key: str,
-    split: str,
-    *,
-    cfg: EvalConfig,
-    model: Any,
-    encoder: Encoder,
-    out: Path,
-    progress: bool,
-) -> dict[str, dict[str, Any]]:
-    """Evaluate one suite entry (its subsets one at a time); write runs and per-query files."""
-    metrics = list(cfg.suite.metrics)
-    k_values = set(_MTEB_K_VALUES) | {parse_measure(m).cutoff for m in metrics}
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else out / "data"
-    names = [f"{spec.name}/{s}" for s in spec.subsets] if spec.subsets else [spec.name]
-    # MTEB's own task (from the hub) only when the data is not here, downloading is allowed and MTEB has it
-    builtin = (
-        cfg.download
-        and spec.source != "stdlib"
-        and not (data_dir / spec.folder_name).is_dir()
-        and all(n in MTEB_TASKS for n in names)
-    )
-    records: dict[str, dict[str, Any]] = {}
-    tag = f"mteb_{encoder.name.rstrip('/').split('/')[-1]}"
+    def describe(self) -> Described:
+        assert self.cfg.encoder is not None
+        described = self.encoder.describe()
+        self.model = to_mteb(self.encoder)
+        return Described(
+            model=self.cfg.encoder.model,
+            engine=ENGINE,
+            encoder=described,
+            index={"name": "mteb", "kind": "mteb-exact", "search": _mteb_class(self.model)},
+            versions={**versions(), "mteb": mteb.__version__},
+            config={"engine": ENGINE, **self.cfg.model_dump(mode="json")},
+        )
 
-    def finish(sub_name: str | None, sub: dict[str, Any], record: dict[str, Any]) -> None:
-        run_name = f"{key}/{sub_name}" if sub_name else key
-        write_run(out / "runs" / f"{run_name}.trec", sub["run"], tag=tag)
-        write_json(out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
-        records[sub_name or key] = record
+    def settings(self, spec: DatasetSpec) -> dict[str, Any]:
+        return {"engine": ENGINE}
 
-    if spec.document_length is not None and cfg.encoder is not None and cfg.encoder.document_length is None:
-        set_length = getattr(encoder, "set_document_length", None)  # ColBERT: per-dataset length, as ours
-        if set_length is not None:
-            set_length(spec.document_length)
-    if not builtin:
-        for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=cfg.download):
+    def evaluate(self, spec: DatasetSpec, key: str, split: str) -> tuple[dict[str, Any], dict[str, float]]:
+        """Evaluate one suite entry (its subsets one at a time); write runs and per-query files."""
+        names = [f"{spec.name}/{s}" for s in spec.subsets] if spec.subsets else [spec.name]
+        self._set_document_length(spec)
+        builtin = self._builtin(spec, names)
+        subs = self._evaluate_builtin(names, split) if builtin else self._evaluate_local(spec, split)
+        records = {}
+        for sub_name, sub, record in subs:
+            run_name = f"{key}/{sub_name}" if sub_name else key
+            write_run(self.out / "runs" / f"{run_name}.trec", sub["run"], tag=self.tag)
+            write_json(self.out / PER_QUERY_DIR / f"{run_name}.json", sub["per_query"])
+            records[sub_name or key] = record
+        record, means = combine_subsets(key, split, records, self.metrics, subsets=bool(spec.subsets))
+        log.info("%s (MTEB): %s", key, ", ".join(f"{m} {v:.5f}" for m, v in means.items()))
+        return record, means
+
+    def _builtin(self, spec: DatasetSpec, names: list[str]) -> bool:
+        """MTEB's own task (from the hub) only when the data is not here, downloading is allowed and MTEB has it."""
+        return bool(
+            self.cfg.download
+            and spec.source != "stdlib"
+            and not (self.data_dir / spec.folder_name).is_dir()
+            and all(n in MTEB_TASKS for n in names)
+        )
+
+    def _set_document_length(self, spec: DatasetSpec) -> None:
+        """ColBERT: the suite's per-dataset document length, as ours (unless ``--document-length`` set one)."""
+        assert self.cfg.encoder is not None
+        if spec.document_length is not None and self.cfg.encoder.document_length is None:
+            set_length = getattr(self.encoder, "set_document_length", None)
+            if set_length is not None:
+                set_length(spec.document_length)
+
+    def _run_task(self, task: AbsTaskRetrieval) -> dict[str, Any]:
+        assert self.cfg.encoder is not None
+        (sub,) = evaluate_task(
+            self.model, task, metrics=self.metrics, batch_size=self.cfg.encoder.batch_size, progress=self.progress
+        )
+        return sub
+
+    def _evaluate_local(self, spec: DatasetSpec, split: str) -> Iterator[tuple[str | None, dict, dict]]:
+        """Each dataset (subset) loaded by our loaders, as a local task: ``(subset, MTEB's answer, record)``."""
+        for ds in iter_datasets(spec, data_dir=self.data_dir, split=split, download=self.cfg.download):
             sub_name = ds.name.split("/", 1)[1] if "/" in ds.name else None
             log.info("%s (MTEB engine, local task)", ds.summary())
-            count = getattr(encoder, "count_truncated", None)
+            count = getattr(self.encoder, "count_truncated", None)
             truncated = count(ds.corpus_texts) if count is not None else None
-            task = local_task(ds, ignore_identical_ids=spec.ignore_identical_ids, k_values=k_values, top_k=cfg.top_k)
-            (sub,) = evaluate_task(model, task, metrics=metrics, batch_size=cfg.encoder.batch_size, progress=progress)
-            record = _record(
-                sub,
-                split=split,
-                source=str(ds.source),
-                truncated=truncated,
-                encoder=encoder,
-                top_k=cfg.top_k,
-                ignore_identical_ids=spec.ignore_identical_ids,
-                warnings=ds.warnings,
+            task = local_task(
+                ds, ignore_identical_ids=spec.ignore_identical_ids, k_values=self.k_values, top_k=self.cfg.top_k
             )
-            finish(sub_name, sub, record)
-    else:
+            sub = self._run_task(task)
+            same_ids = spec.ignore_identical_ids
+            record = self._record(
+                sub, split, str(ds.source), truncated, ignore_identical_ids=same_ids, warnings=ds.warnings
+            )
+            yield sub_name, sub, record
+
+    def _evaluate_builtin(self, names: list[str], split: str) -> Iterator[tuple[str | None, dict, dict]]:
+        """Each name as MTEB's built-in task, from the hub: ``(subset, MTEB's answer, record)``."""
         for name in names:
             sub_name = name.split("/", 1)[1] if "/" in name else None
-            task, _ = builtin_task(name, split, k_values=k_values, top_k=cfg.top_k)
+            task, _ = builtin_task(name, split, k_values=self.k_values, top_k=self.cfg.top_k)
             log.info("%s: MTEB built-in task %s (from the hub)", name, task.metadata.name)
-            (sub,) = evaluate_task(model, task, metrics=metrics, batch_size=cfg.encoder.batch_size, progress=progress)
+            sub = self._run_task(task)
             hub = task.metadata.dataset
-            record = _record(
-                sub,
-                split=split,
-                source=f"mteb:{task.metadata.name} ({hub['path']}@{hub['revision']})",
-                truncated=None,
-                encoder=encoder,
-                top_k=cfg.top_k,
-                ignore_identical_ids=bool(task.ignore_identical_ids),
-                warnings={},
+            source = f"mteb:{task.metadata.name} ({hub['path']}@{hub['revision']})"
+            record = self._record(
+                sub, split, source, None, ignore_identical_ids=bool(task.ignore_identical_ids), warnings={}
             )
-            finish(sub_name, sub, record)
-    return records
+            yield sub_name, sub, record
+
+    def _record(
+        self,
+        sub: dict[str, Any],
+        split: str,
+        source: str,
+        truncated: int | None,
+        *,
+        ignore_identical_ids: bool,
+        warnings: dict[str, int],
+    ) -> dict[str, Any]:
+        return {
+            "split": split,
+            "source": source,
+            "n_docs": sub["n_docs"],
+            "n_queries": sub["n_queries"],
+            "n_queries_without_results": sub["n_judged_queries"] - sub["n_queries"],
+            "truncated_documents": truncated,
+            "max_seq_length": getattr(self.encoder, "max_seq_length", None),
+            "ignore_identical_ids": ignore_identical_ids,
+            "top_k": self.cfg.top_k,
+            "index": "mteb-exact",
+            "warnings": warnings,
+            "seconds": sub["seconds"],
+            "metrics": sub["means"],
+        }
 
 
 def run_eval_mteb(
     cfg: EvalConfig, *, encoder: Encoder | None = None, overwrite: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """``_run_eval_mteb`` holding the output lock of ``cfg.out``, as ``pipeline.run_eval`` does."""
-    out = check_folder_target(cfg.out)
-    with output_lock_if_main(cfg.out), removed_on_failure(out / CONFIG_FILE, unless=out / RESULTS_FILE):
+    """``_run_eval_mteb`` holding the output lock of ``cfg.out``, as ``flows.evaluate.run_eval`` does."""
+    with writing_results(cfg.out):
         return _run_eval_mteb(cfg, encoder=encoder, overwrite=overwrite, progress=progress)
 
 
 def _run_eval_mteb(cfg: EvalConfig, *, encoder: Encoder | None, overwrite: bool, progress: bool) -> dict[str, Any]:
     """Evaluate ``cfg`` with MTEB's retrieval evaluator; write and return results in our schema.
 
-    Same outputs as ``pipeline.run_eval`` (``results.json`` with ``"engine": "mteb"``,
+    Same outputs as ``flows.evaluate.run_eval`` (``results.json`` with ``"engine": "mteb"``,
     ``results.md``, ``runs/``, ``config.resolved.yaml``) plus ``per_query/<key>.json``. No index
     spec (MTEB searches exhaustively) and no embedding cache (MTEB encodes every time). Re-running
     into the same ``--out`` skips finished datasets; another encoder or engine there is refused
@@ -586,90 +608,10 @@ def _run_eval_mteb(cfg: EvalConfig, *, encoder: Encoder | None, overwrite: bool,
         raise ConfigError("--engine mteb evaluates a model (dense or ColBERT); BM25 and --fuse run with --engine ours")
     if cfg.index is not None:
         raise ConfigError("--spec applies to --engine ours; MTEB searches exhaustively")
-    out = Path(cfg.out)
-    results_path = out / RESULTS_FILE
-    existing = None if overwrite else _read_results(results_path)
+    store = ResultsStore(cfg.out, overwrite=overwrite)
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]
     encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
-    described = encoder.describe()
-    if existing is not None and (
-        existing["encoder"].get("fingerprint") != described["fingerprint"] or existing.get("engine", "ours") != ENGINE
-    ):
-        raise OutputExistsError(
-            f"{results_path} holds results of another model, encoder setting or engine "
-            f"({existing['encoder'].get('name')}, engine {existing.get('engine', 'ours')}); "
-            "choose another --out or pass --overwrite"
-        )
-    model = to_mteb(encoder)
-    results: dict[str, Any] = existing or {}
-    results.update(
-        {
-            "suite": cfg.suite.name,
-            "model": cfg.encoder.model,
-            "engine": ENGINE,
-            "encoder": described,
-            "index": {"name": "mteb", "kind": "mteb-exact", "search": _mteb_class(model)},
-            "main_metric": cfg.suite.main_metric,
-            "metric_names": list(cfg.suite.metrics),
-            "versions": {**versions(), "mteb": mteb.__version__},
-            "config": CONFIG_FILE,
-        }
-    )
-    results.setdefault("metrics", {})
-    results.setdefault("datasets", {})
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = {"engine": ENGINE, **cfg.model_dump(mode="json")}
-    write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-
-    for spec in specs:
-        split = cfg.split or spec.split
-        key = result_key(spec, split)
-        settings = {"top_k": cfg.top_k, "metrics": list(cfg.suite.metrics), "split": split, "engine": ENGINE}
-        done = results["datasets"].get(key)
-        if done is not None and done.get("settings") == settings and key in results["metrics"]:
-            log.info("%s: already in %s, skipped (pass --overwrite to recompute)", key, results_path)
-            continue
-        records = _evaluate_spec(spec, key, split, cfg=cfg, model=model, encoder=encoder, out=out, progress=progress)
-        if spec.subsets:
-            means = {m: math.fsum(r["metrics"][m] for r in records.values()) / len(records) for m in cfg.suite.metrics}
-            record = {
-                "split": split,
-                "n_docs": sum(r["n_docs"] for r in records.values()),
-                "n_queries": sum(r["n_queries"] for r in records.values()),
-                "aggregate": f"mean over {len(records)} subsets",
-                "subsets": records,
-                "run": f"runs/{key}/",
-                "per_query": f"{PER_QUERY_DIR}/{key}/",
-            }
-        else:
-            record = records[key]
-            means = record.pop("metrics")
-            record["run"] = f"runs/{key}.trec"
-            record["per_query"] = f"{PER_QUERY_DIR}/{key}.json"
-        record["settings"] = settings
-        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        results["metrics"][key] = means
-        results["datasets"][key] = record
-        write_json(results_path, results)
-        log.info("%s (MTEB): %s", key, ", ".join(f"{m} {v:.5f}" for m, v in means.items()))
-
-    write_text(out / "results.md", markdown_table(results) + "\n")
-    write_json(results_path, results)
-    return results
-
-
-def _read_results(path: Path) -> dict[str, Any] | None:
-    import json
-
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"malformed JSON ({e.msg}); move it away or pass --overwrite", line=e.lineno) from None
-    if not isinstance(data, dict) or "metrics" not in data or "encoder" not in data:
-        raise DataError(path, "not a results file of this tool; move it away or pass --overwrite")
-    return data
+    return run_suite(MtebRetriever(cfg, encoder, progress=progress), store, cfg, specs)
 
 
 __all__ = [
@@ -678,6 +620,7 @@ __all__ = [
     "LocalRetrievalTask",
     "MtebColBERTModel",
     "MtebDenseModel",
+    "MtebRetriever",
     "builtin_task",
     "evaluate_task",
     "local_task",
