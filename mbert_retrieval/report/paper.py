@@ -188,6 +188,95 @@ def _display_name(folders: list[ResultsFolder], key: str) -> str:
     return key
 
 
+def _dataset_keys(folders: list[ResultsFolder], paper: PaperNumbers) -> list[str]:
+    """Every dataset key of the runs: the paper's BEIR datasets first, in its order, then the others as found."""
+    keys: list[str] = []
+    for f in folders:
+        keys += [k for k in f.results["metrics"] if k not in keys]
+    return [k for k in paper.beir if k in keys] + [k for k in keys if k not in paper.beir]
+
+
+def _paper_value(folders: list[ResultsFolder], paper: PaperNumbers, key: str, mldr_row: str) -> float | None:
+    """The paper's number for ``key`` (None off the suite's split, or where the paper has none)."""
+    f = next(f for f in folders if key in f.results["metrics"])
+    if not _is_default_split(f, key):
+        return None
+    if key in paper.beir:
+        return paper.beir[key]
+    name = paper_name(f, key)
+    row = mldr_row if name == "MLDR" else SUMMARY_DATASETS.get(name or "")
+    return paper.table1.get(row) if row else None
+
+
+def _run_entry(
+    folder: ResultsFolder,
+    key: str,
+    ref: float | None,
+    *,
+    metric: str,
+    data_path: Path | None,
+    resamples: int,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str | None, dict[str, float]] | None]:
+    """One run's cell for ``key`` (value x100, bootstrap interval, difference to the paper) and its per-query values."""
+    from mbert_retrieval.results.stats import bootstrap_ci
+
+    value = folder.results["metrics"].get(key, {}).get(metric)
+    entry: dict[str, Any] = {"value": None if value is None else 100 * float(value), "ci": None, "delta": None}
+    parts, source = (None, "not run") if value is None else per_query_parts(folder, key, metric, data_path)
+    if parts:
+        ci = bootstrap_ci(
+            [np.fromiter(p.values(), dtype=np.float64) for p in parts.values()], resamples=resamples, seed=seed
+        )
+        entry["ci"] = {"low": 100 * ci.low, "high": 100 * ci.high, "n_queries": ci.n}
+    entry["ci_source"] = source
+    if value is not None and ref is not None:
+        entry["delta"] = entry["value"] - ref
+    return entry, parts
+
+
+def _paired_tests(
+    parts_per_run: list[dict[str | None, dict[str, float]] | None], *, test_resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    """Paired tests of every run against the first, over the queries both have."""
+    from mbert_retrieval.results.stats import paired_test
+
+    paired = []
+    for j in range(1, len(parts_per_run)):
+        a, b = parts_per_run[0], parts_per_run[j]
+        aligned = _aligned(a, b) if a and b else None
+        if aligned is None:
+            continue
+        t = paired_test(aligned[0], aligned[1], resamples=test_resamples, seed=seed)
+        paired.append(
+            {
+                "run": j,
+                "against": 0,
+                "diff": 100 * t.mean_diff,
+                "diff_low": 100 * t.diff_ci.low,
+                "diff_high": 100 * t.diff_ci.high,
+                "p_value": t.p_value,
+                "n_queries": t.n,
+            }
+        )
+    return paired
+
+
+def _drop_paper_numbers(datasets: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
+    """The paper reports nDCG@10 only: no paper column (nor differences to it) for another metric."""
+    for d in datasets:
+        d["paper"] = None
+        for r in d["runs"]:
+            r["delta"] = None
+    for row in summary:
+        row["paper"] = None
+        row.pop("paper_mean_of_15", None)
+        for r in row["runs"]:
+            r["delta"] = None
+            if "paper_same_datasets" in r:
+                r["paper_same_datasets"] = None
+
+
 def build_report(
     folders: list[ResultsFolder],
     paper: PaperNumbers,
@@ -201,79 +290,23 @@ def build_report(
 ) -> dict[str, Any]:
     """Per dataset: the paper's number, ours (x100) with a bootstrap 95% interval and the difference;
     paired tests of every run against the first; and the Table 1 style summary. JSON-able."""
-    from mbert_retrieval.results.stats import bootstrap_ci, paired_test
-
     if not folders:
         raise ConfigError("give at least one results folder")
     data_path = Path(data_dir) if data_dir else None
-    beir = list(paper.beir)
-    keys: list[str] = []
-    for f in folders:
-        keys += [k for k in f.results["metrics"] if k not in keys]
-    keys = [k for k in beir if k in keys] + [k for k in keys if k not in beir]
     mldr_row = "MLDR (ID)" if mldr == "id" else "MLDR (OOD)"
-
-    def paper_value(key: str) -> float | None:
-        f = next(f for f in folders if key in f.results["metrics"])
-        if not _is_default_split(f, key):
-            return None
-        if key in paper.beir:
-            return paper.beir[key]
-        name = paper_name(f, key)
-        row = mldr_row if name == "MLDR" else SUMMARY_DATASETS.get(name or "")
-        return paper.table1.get(row) if row else None
-
     datasets = []
-    for key in keys:
-        ref = paper_value(key)
-        runs, parts_per_run = [], []
-        for f in folders:
-            value = f.results["metrics"].get(key, {}).get(metric)
-            entry: dict[str, Any] = {"value": None if value is None else 100 * float(value), "ci": None, "delta": None}
-            parts, source = (None, "not run") if value is None else per_query_parts(f, key, metric, data_path)
-            if parts:
-                ci = bootstrap_ci(
-                    [np.fromiter(p.values(), dtype=np.float64) for p in parts.values()], resamples=resamples, seed=seed
-                )
-                entry["ci"] = {"low": 100 * ci.low, "high": 100 * ci.high, "n_queries": ci.n}
-            entry["ci_source"] = source
-            if value is not None and ref is not None:
-                entry["delta"] = entry["value"] - ref
-            runs.append(entry)
-            parts_per_run.append(parts)
-        paired = []
-        for j in range(1, len(folders)):
-            a, b = parts_per_run[0], parts_per_run[j]
-            aligned = _aligned(a, b) if a and b else None
-            if aligned is None:
-                continue
-            t = paired_test(aligned[0], aligned[1], resamples=test_resamples, seed=seed)
-            paired.append(
-                {
-                    "run": j,
-                    "against": 0,
-                    "diff": 100 * t.mean_diff,
-                    "diff_low": 100 * t.diff_ci.low,
-                    "diff_high": 100 * t.diff_ci.high,
-                    "p_value": t.p_value,
-                    "n_queries": t.n,
-                }
-            )
+    for key in _dataset_keys(folders, paper):
+        ref = _paper_value(folders, paper, key, mldr_row)
+        cells = [
+            _run_entry(f, key, ref, metric=metric, data_path=data_path, resamples=resamples, seed=seed) for f in folders
+        ]
+        paired = _paired_tests([parts for _, parts in cells], test_resamples=test_resamples, seed=seed)
+        runs = [entry for entry, _ in cells]
         datasets.append({"key": key, "name": _display_name(folders, key), "paper": ref, "runs": runs, "paired": paired})
 
     summary = _summary(folders, paper, datasets, metric, mldr_row)
-    if metric != PAPER_METRIC:  # the paper reports nDCG@10 only: no paper column for another metric
-        for d in datasets:
-            d["paper"] = None
-            for r in d["runs"]:
-                r["delta"] = None
-        for row in summary:
-            row["paper"] = None
-            row.pop("paper_mean_of_15", None)
-            for r in row["runs"]:
-                r["delta"] = None
-                if "paper_same_datasets" in r:
-                    r["paper_same_datasets"] = None
+    if metric != PAPER_METRIC:
+        _drop_paper_numbers(datasets, summary)
     return {
         "metric": metric,
         "scale": "x100",
