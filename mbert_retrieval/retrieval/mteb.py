@@ -13,8 +13,10 @@ The one module that imports ``mteb`` (2.x). Two things live here:
   prompt) for every task instead of MTEB's per-task prompts, its normalisation and batch size, and
   our unpadded ModernBERT forward; lengths, query expansion and skiplist live in the shared model.
 - :func:`run_eval_mteb` evaluates the datasets of an ``EvalConfig`` with MTEB's retrieval evaluator
-  (its search, pytrec_eval scoring and MRR) and writes ``results.json`` in our schema with
-  ``"engine": "mteb"``, ``runs/<key>.trec`` and ``per_query/<key>.json``. A dataset found under
+  (its search, pytrec_eval scoring and MRR): :class:`MtebRetriever` is the retriever, run by the same
+  suite loop as our engine (``retrieval/engine.run_suite``), which writes ``results.json`` in our
+  schema (``results/store.py``) with ``"engine": "mteb"``, ``runs/<key>.trec`` and
+  ``per_query/<key>.json``. A dataset found under
   ``--data-dir`` (or built: stdlib) is loaded with our loaders and handed to MTEB as a custom
   ``AbsTaskRetrieval`` (MTEB's dict format, no hub access); a missing one, with ``--download``,
   runs MTEB's built-in task from the hub when MTEB has one for it (:data:`MTEB_TASKS`), else our
@@ -378,7 +380,7 @@ def builtin_task(name: str, split: str, *, k_values: Iterable[int], top_k: int) 
 
 
 # ------------------------------------------------------------------------------------------------
-# Running a task and turning MTEB's answer into our record
+# Running a task, turning MTEB's answer into our record, and the retriever of ``eval --engine mteb``
 
 
 def _mean_keys(metrics: list[str]) -> dict[str, tuple[str, str | None, int]]:
