@@ -12,7 +12,7 @@
    encodes just the missing ones. FAISS (``flows.shards``): under ``torchrun`` every rank encodes the
    shards ``s`` with ``s % world_size == rank``, then rank 0 trains the quantiser on a seeded sample
    across all shards and adds them one by one. Multi-vector (PLAID, Voyager, exact MaxSim; one
-   process): ``flows.encode_into`` adds each token-vector shard as it comes;
+   process): ``encoders.cache.encode_into_index`` adds each token-vector shard as it comes;
 3. the index, ``doc_ids.txt``, text snippets and ``manifest.json`` are written into a temporary
    sibling folder, which is then renamed onto ``OUT``.
 
@@ -45,8 +45,8 @@ from mbert_retrieval.core.types import plural
 from mbert_retrieval.core.versions import versions
 from mbert_retrieval.data.corpus import Corpus, load_corpus_input
 from mbert_retrieval.encoders import encoder_from_config, log_truncated
+from mbert_retrieval.encoders.cache import encode_into_index
 from mbert_retrieval.encoders.record import colbert_record, encoder_record
-from mbert_retrieval.flows.encode_into import encode_into_index
 from mbert_retrieval.flows.shards import (
     Shards,
     encode_in_shards,

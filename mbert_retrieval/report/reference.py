@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mbert_retrieval.core.errors import ConfigError, DataError
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # mbert_retrieval/
 TABLE1_FILE = "modernbert_table1.csv"
 BEIR_FILE = "modernbert_beir_per_dataset.csv"
 MTEB_FILE = "mteb_reference.csv"

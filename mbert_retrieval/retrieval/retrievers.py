@@ -32,7 +32,7 @@ from mbert_retrieval.core.types import RetrievalDataset, Run
 from mbert_retrieval.core.versions import versions
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.encoders import Encoder, log_truncated
-from mbert_retrieval.encoders.cache import iter_document_embeddings
+from mbert_retrieval.encoders.cache import encode_into_index
 from mbert_retrieval.indexes import make_index
 from mbert_retrieval.results.metrics import Evaluation, evaluate
 from mbert_retrieval.results.runs import read_run, write_run
@@ -173,25 +173,13 @@ def evaluate_dataset(
     """Encode, index, search and score one loaded dataset; write its TREC run (and per-query scores
     to ``per_query_path``). Returns its record."""
     log.info("%s", ds.summary())
-    multi = encoder.kind == "colbert"
-    seconds: dict[str, float] = {"encode_documents": 0.0, "index": 0.0}
+    seconds: dict[str, float] = {}
     truncated = log_truncated(encoder, ds.corpus_texts, ds.name)
     index = make_index(index_spec, encoder.dim, folder=index_dir)
-    t = time.perf_counter()
-    for rows, emb in iter_document_embeddings(
-        ds.corpus_ids,
-        ds.corpus_texts,
-        encoder.encode_documents,
-        encoder_fingerprint=encoder.fingerprint(),
-        dim=encoder.dim,
-        cache_dir=cache_dir,
-        multi=multi,
-        label=f"{ds.name} documents",
-    ):
-        t_add = time.perf_counter()
-        index.add(ds.corpus_ids[rows], emb)
-        seconds["index"] += time.perf_counter() - t_add
-    seconds["encode_documents"] = time.perf_counter() - t - seconds["index"]
+    took = encode_into_index(
+        index, ds.corpus_ids, ds.corpus_texts, encoder, cache_dir=cache_dir, label=f"{ds.name} documents"
+    )
+    seconds["encode_documents"], seconds["index"] = took.encode, took.index
 
     t = time.perf_counter()
     query_ids = list(ds.queries)
