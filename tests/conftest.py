@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # tests/fixtures, shared by the test packages
 
 
 def shared_data_dir() -> Path | None:

@@ -10,7 +10,7 @@ import sys
 
 # What the runs build and how long the default one takes, for the help text. Written here, not imported
 # from quickstart.py / encoders.modernbert (that would load pydantic and numpy for every --help);
-# tests/test_cli.py holds them equal to quickstart.SIZES, encoders.modernbert.MODEL_SIZES and the
+# tests/cli/test_cli.py holds them equal to quickstart.SIZES, encoders.modernbert.MODEL_SIZES and the
 # default run's time in docs/quickstart.md.
 MODEL = "4 x 128"  # layers x hidden size of MODEL_SIZES["mini"], the model of both sizes
 TINY_EXAMPLES, TINY_STEPS = 900, 20

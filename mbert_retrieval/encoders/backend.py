@@ -178,7 +178,7 @@ def torch_dtype(name: str):
 # same weights have the state_dict name ``0.model.embeddings...`` where 5.3 and PyLate said
 # ``0.auto_model.embeddings...``. Names are hashed in the old spelling: a model keeps the fingerprint it
 # had before the move to sentence-transformers 6, and so do the embedding caches and the indices built
-# with it (tests/test_colbert_golden.py checks one recorded on the old stack).
+# with it (tests/parity/test_colbert_golden.py checks one recorded on the old stack).
 _RENAMED_TRANSFORMER = re.compile(r"^(\d+)\.model\.")
 
 

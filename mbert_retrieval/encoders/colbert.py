@@ -2,7 +2,7 @@
 
 Reads every multi-vector checkpoint layout ``MultiVectorEncoder`` reads: sentence-transformers 6 saves,
 PyLate checkpoints (``[Q] ``/``[D] `` prefixes, query expansion, query/document lengths and skiplist are
-taken over; token embeddings bit-identical to ``pylate.models.ColBERT``, ``tests/test_colbert_golden.py``),
+taken over; token embeddings bit-identical to ``pylate.models.ColBERT``, ``tests/parity/test_colbert_golden.py``),
 and Stanford ColBERT (``HF_ColBERT``). A plain encoder (ModernBERT-base, BERT, or a single-vector
 sentence-transformers model) is turned into a ColBERT the way PyLate does it: ``[Q] ``/``[D] `` added to
 the vocabulary as marker tokens, a linear projection to ``embedding_size``, PyLate's punctuation

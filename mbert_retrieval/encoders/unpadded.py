@@ -49,7 +49,7 @@ def check_version() -> bool:
     if not ok and not _VERSION_CHECKED:
         log.warning(
             "unpadded ModernBERT forward was tested with transformers %s.x, found %s; "
-            "outputs are checked against HF's forward by tests/test_unpadded.py",
+            "outputs are checked against HF's forward by tests/encoders/test_unpadded.py",
             TRANSFORMERS_VERSION,
             transformers.__version__,
         )

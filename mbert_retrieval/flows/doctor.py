@@ -89,7 +89,7 @@ def _pitfalls(
     if not transformers_version.startswith(TRANSFORMERS_VERSION + "."):
         pitfalls.append(
             f"transformers {transformers_version}: the unpadded ModernBERT forward was written against "
-            f"{TRANSFORMERS_VERSION}.x; run tests/test_unpadded.py (or pass --no-unpad)"
+            f"{TRANSFORMERS_VERSION}.x; run tests/encoders/test_unpadded.py (or pass --no-unpad)"
         )
     pitfalls.append(
         "ColBERT in fp16 with query expansion ([MASK] padding) is known to give NaN scores: keep fp32 or bf16 "

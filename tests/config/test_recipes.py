@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from mbert_retrieval.catalog import list_recipes, load_recipe_by_name, validate_file
 from mbert_retrieval.cli.app import main
@@ -371,7 +372,7 @@ def test_recipe_path_not_found_says_where_it_looked(tmp_path: Path, monkeypatch,
 def test_shipped_recipe_from_another_folder(tmp_path: Path, monkeypatch, capsys, data_dir: Path) -> None:
     """A shipped recipe's data path is written relative to the recipe file, so `train <repo>/recipes/X.yaml`
     finds SciFact from any working directory; a path that exists nowhere names both places looked at."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     if data_dir.resolve() != (repo.parent / "shared" / "data").resolve():
         pytest.skip("the shipped recipes point at shared/data beside the repository")
     scifact = str((repo.parent / "shared" / "data" / "scifact").resolve())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from mbert_retrieval.encoders import detect_kind
 from mbert_retrieval.encoders.colbert import ColBERTEncoder
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHECKPOINT = FIXTURES / "pylate-colbert"
 GOLDEN = json.loads((FIXTURES / "pylate-golden.json").read_text(encoding="utf-8"))
 # ColBERTEncoder(...).fingerprint() on the old stack (PyLate 1.6, sentence-transformers 5.3), 2026-12-02:

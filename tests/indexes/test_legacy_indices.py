@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from mbert_retrieval.core.errors import DataError
 from mbert_retrieval.indexes.plaid import PlaidIndex
 from mbert_retrieval.indexes.voyager import VoyagerIndex
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LEGACY = FIXTURES / "pylate-indices"
 LOADERS = {"plaid": PlaidIndex.load, "voyager": VoyagerIndex.load}
 

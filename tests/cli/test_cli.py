@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from mbert_retrieval.cli.app import main
 from mbert_retrieval.results.runs import read_run
@@ -261,7 +262,7 @@ def test_quickstart_help_is_what_it_builds(capsys: pytest.CaptureFixture) -> Non
     assert f"tiny: {SIZES['tiny'].max_docs} examples, {shape['tiny']}, {SIZES['tiny'].steps} steps" in text
     assert "6 x 256" not in text
     # the default run's time: docs/quickstart.md's measured total, rounded to minutes
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    doc = (REPO / "docs" / "quickstart.md").read_text(encoding="utf-8")
     minutes, seconds = map(int, re.search(r"^total: (\d+) min (\d+) s", doc, re.M).groups())
     stated = {int(m) for m in re.findall(r"about (\d+) minutes on 2 CPU cores", text)}
     assert stated == {round(minutes + seconds / 60)}, stated

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from mbert_retrieval.core.errors import ConfigError, OutputExistsError
 from mbert_retrieval.encoders.export import export_pylate
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "pylate-colbert"
+FIXTURE = FIXTURES / "pylate-colbert"
 PYLATE_VERSION = "1.6.0"
 QUERIES = [
     "sort list python",
