@@ -118,13 +118,25 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (annotations only: no dependency at run time)."""
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+        for body in node.body
+        for n in ast.walk(body)
+    }
+    return [n for n in ast.walk(tree) if id(n) not in skipped]
+
+
 def _internal_graph() -> dict[str, set[str]]:
     """module -> the internal modules it imports (``mbert_retrieval.x.y`` as ``x.y``; the package itself as '')."""
     paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         deps = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level:
                 raise AssertionError(f"{name}: relative import; internal imports are absolute (mbert_retrieval.x)")
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mbert_retrieval":
