@@ -330,6 +330,9 @@ class EvalConfig(Strict):
     top_k: int = Field(1000, ge=1)
     out: str
     cache_dir: str | None = None
+    shard_size: int | None = Field(
+        None, ge=1, description="documents per embedding shard (default 50,000 dense, 10,000 ColBERT)"
+    )
 
     @model_validator(mode="after")
     def _one_method(self) -> EvalConfig:

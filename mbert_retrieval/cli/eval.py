@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from mbert_retrieval.cli.options import add_encoder_options, add_spec_option, encoder_config
+from mbert_retrieval.cli.options import add_encoder_options, add_spec_option, encoder_config, positive_int
 from mbert_retrieval.core.errors import ConfigError
 
 EVAL_EXAMPLES = """\
@@ -51,6 +52,10 @@ examples:
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm --out out/rrf
   mbert-retrieval eval --suite beir --datasets scifact --data-dir ./data --fuse bm25,out/minilm \\
       --fuse-method weighted --fuse-weights 0.3,0.7 --fuse-norm zscore --out out/weighted
+
+  # the corpus encoding split across 4 processes (GPUs with nccl, CPU processes with gloo); rank 0
+  # reads every shard from OUT/cache, searches and writes the same results as one process
+  torchrun --nproc_per_node 4 -m mbert_retrieval eval --suite beir --data-dir ./data --model PATH --out out/beir
 
 outputs (in --out): results.json, results.md, runs/<dataset>.trec, per_query/<dataset>.json ({metric: {query: value}}),
 config.resolved.yaml, cache/
@@ -115,6 +120,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_encoder_options(p, ["device"])
     p.add_argument("--cache-dir", help="where document embeddings are cached in shards (default: OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="do not cache document embeddings")
+    p.add_argument(
+        "--shard-size",
+        type=positive_int,
+        help="documents per embedding shard (default 50000 dense, 10000 ColBERT); under torchrun the ranks "
+        "encode alternate shards",
+    )
     add_encoder_options(p, ["trust-remote-code", "no-unpad"])
     p.add_argument("--overwrite", action="store_true", help="recompute everything, replacing results in --out")
     add_encoder_options(p, ["no-progress"])
@@ -163,10 +174,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise
         raise error from None
     if args.engine == "mteb":
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ConfigError("--engine mteb runs in one process (MTEB's evaluator encodes the corpus itself)")
         from mbert_retrieval.retrieval.mteb import run_eval_mteb as run_eval
     else:
         from mbert_retrieval.flows.evaluate import run_eval
     results = run_eval(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    if not results:  # a torchrun rank other than 0: it encoded its shards, rank 0 reports
+        return 0
     print(markdown_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  runs: {Path(args.out) / 'runs'}/", file=sys.stderr)
     return 0
@@ -254,4 +269,5 @@ def _eval_config(args: argparse.Namespace, suite: Any, names: list[str]) -> Any:
         top_k=args.top_k or suite.top_k,
         out=args.out,
         cache_dir=None if args.no_cache else str(Path(args.cache_dir or Path(args.out) / "cache")),
+        shard_size=args.shard_size,
     )

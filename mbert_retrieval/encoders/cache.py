@@ -79,6 +79,47 @@ def _check(emb: Embeddings, multi: bool, rows: int, dim: int) -> Embeddings:
     return emb
 
 
+def _cache_entry(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    *,
+    encoder_fingerprint: str,
+    dim: int,
+    cache_dir: str | Path | None,
+    multi: bool,
+    shard_size: int | None,
+    label: str,
+) -> tuple[Path | None, int]:
+    """The cache folder of this encoder and corpus (``None`` without ``cache_dir``), its ``meta.json``
+    written, and the shard size (an existing entry's wins, so a resumed run lines up with its shards)."""
+    shard_size = shard_size or DEFAULT_SHARD_SIZE["multi" if multi else "dense"]
+    if cache_dir is None:
+        return None, shard_size
+    key = hashlib.blake2b(f"{encoder_fingerprint}:{corpus_hash(ids, texts)}".encode(), digest_size=12).hexdigest()
+    folder = Path(cache_dir) / key
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        try:
+            shard_size = int(json.loads(meta_path.read_text())["shard_size"])
+        except (ValueError, KeyError, json.JSONDecodeError):
+            log.warning("%s is unreadable; re-encoding into a fresh cache entry", meta_path)
+    meta = {
+        "encoder": encoder_fingerprint,
+        "n_docs": len(texts),
+        "dim": dim,
+        "multi_vector": multi,
+        "shard_size": shard_size,
+        "label": label,
+    }
+    try:
+        same = meta_path.is_file() and json.loads(meta_path.read_text() or "{}") == meta
+    except json.JSONDecodeError:
+        same = False
+    if not same:
+        write_json(meta_path, meta)
+    return folder, shard_size
+
+
 def iter_document_embeddings(
     ids: Sequence[str],
     texts: Sequence[str],
@@ -90,38 +131,31 @@ def iter_document_embeddings(
     multi: bool = False,
     shard_size: int | None = None,
     label: str = "documents",
+    only: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[slice, Embeddings]]:
     """Yield ``(rows, embeddings)`` shard by shard, in corpus order, from cache or freshly encoded.
 
     ``encode(texts, desc)`` is the encoder's document function; ``multi`` says it returns one token
     matrix per text. With ``cache_dir=None`` nothing is stored. Shards already on disk (from an
-    earlier or interrupted run) are read, not encoded.
+    earlier or interrupted run, or another ``torchrun`` rank) are read, not encoded. ``only(s)``
+    keeps shard ``s`` (the others are neither read nor encoded).
     """
     n = len(texts)
-    shard_size = shard_size or DEFAULT_SHARD_SIZE["multi" if multi else "dense"]
-    folder: Path | None = None
-    if cache_dir is not None:
-        key = hashlib.blake2b(f"{encoder_fingerprint}:{corpus_hash(ids, texts)}".encode(), digest_size=12).hexdigest()
-        folder = Path(cache_dir) / key
-        meta_path = folder / "meta.json"
-        if meta_path.is_file():
-            try:
-                shard_size = int(json.loads(meta_path.read_text())["shard_size"])
-            except (ValueError, KeyError, json.JSONDecodeError):
-                log.warning("%s is unreadable; re-encoding into a fresh cache entry", meta_path)
-        meta = {
-            "encoder": encoder_fingerprint,
-            "n_docs": n,
-            "dim": dim,
-            "multi_vector": multi,
-            "shard_size": shard_size,
-            "label": label,
-        }
-        if not meta_path.is_file() or json.loads(meta_path.read_text() or "{}") != meta:
-            write_json(meta_path, meta)
+    folder, shard_size = _cache_entry(
+        ids,
+        texts,
+        encoder_fingerprint=encoder_fingerprint,
+        dim=dim,
+        cache_dir=cache_dir,
+        multi=multi,
+        shard_size=shard_size,
+        label=label,
+    )
     n_shards = max(1, -(-n // shard_size))
     suffix = ".npz" if multi else ".npy"
     for s in range(n_shards):
+        if only is not None and not only(s):
+            continue
         rows = slice(s * shard_size, min(n, (s + 1) * shard_size))
         count = rows.stop - rows.start
         shard_path = folder / f"shard-{s:05d}{suffix}" if folder is not None else None
@@ -181,3 +215,41 @@ def encode_into_index(
         index.add(list(ids[rows]), emb)
         adding += time.perf_counter() - t_add
     return EncodeSeconds(time.perf_counter() - t - adding, adding)
+
+
+def encode_rank_shards(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    encoder: Any,
+    *,
+    cache_dir: str | Path,
+    label: str,
+    rank: int,
+    world_size: int,
+    shard_size: int | None = None,
+) -> list[int]:
+    """This ``torchrun`` rank's part of a corpus: the shards ``s`` with ``s % world_size == rank``, encoded
+    into the cache (those already there are left as they are). Rank 0 then reads every shard from the
+    cache (``encode_into_index``). Returns the shards this rank holds."""
+    mine: list[int] = []
+
+    def keep(s: int) -> bool:
+        if s % world_size != rank:
+            return False
+        mine.append(s)
+        return True
+
+    for _ in iter_document_embeddings(
+        ids,
+        texts,
+        encoder.encode_documents,
+        encoder_fingerprint=encoder.fingerprint(),
+        dim=encoder.dim,
+        cache_dir=cache_dir,
+        multi=getattr(encoder, "kind", "dense") == "colbert",
+        shard_size=shard_size,
+        label=label,
+        only=keep,
+    ):
+        pass  # each shard is in the cache once yielded
+    return mine

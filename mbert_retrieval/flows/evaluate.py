@@ -11,17 +11,22 @@ the top ``k``, score.
 
 The model ``bm25`` runs bm25s instead of an encoder (``bm25.py``); ``EvalConfig.fusion`` fuses the
 runs of earlier result folders (and BM25 computed on the fly) with ``fusion.py``. Both write the
-same files as a model does. ``eval --engine mteb`` is ``retrieval/mteb.run_eval_mteb``, the same
+same files as a model does. Under ``torchrun`` the ranks split a model's document encoding
+(``_encode_across_ranks``) and rank 0 evaluates. ``eval --engine mteb`` is ``retrieval/mteb.run_eval_mteb``, the same
 loop and results files with MTEB's evaluator as the retriever.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from mbert_retrieval.catalog import load_index_spec
 from mbert_retrieval.config import DatasetSpec, EvalConfig, IndexSpecFile
+from mbert_retrieval.core.distributed import Distributed, distributed_context
+from mbert_retrieval.core.errors import ConfigError
+from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.encoders import Encoder, encoder_from_config
 from mbert_retrieval.indexes import check_compatible
 from mbert_retrieval.results.store import (
@@ -62,12 +67,54 @@ def run_eval(
     """``_run_eval`` holding the output lock of ``cfg.out`` (one writer per folder; see ``lock``).
 
     A run that fails before its first dataset is finished leaves no ``config.resolved.yaml`` behind
-    (embedding shards stay in the cache, for the next run)."""
-    with (
-        writing_results(cfg.out),
-        contextlib.ExitStack() as stack,  # holds a built index (--index-dir) open for the run
-    ):
-        return _run_eval(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
+    (embedding shards stay in the cache, for the next run).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the document encoding is split across the ranks first
+    (``_encode_across_ranks``); then rank 0 alone evaluates, reading every shard from the cache, and
+    writes the results (the same files as one process); the other ranks return ``{}``."""
+    dist = distributed_context()
+    try:
+        if dist.world_size > 1:
+            encoder = _encode_across_ranks(cfg, dist, encoder=encoder, progress=progress)
+            if not dist.is_main:
+                return {}
+        with (
+            writing_results(cfg.out),
+            contextlib.ExitStack() as stack,  # holds a built index (--index-dir) open for the run
+        ):
+            return _run_eval(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
+    finally:
+        dist.close()
+
+
+def _encode_across_ranks(cfg: EvalConfig, dist: Distributed, *, encoder: Encoder | None, progress: bool) -> Encoder:
+    """Every rank encodes its shards of every corpus into the cache (shard ``s`` on rank ``s % world_size``),
+    then waits for the others; returns the encoder, for rank 0's evaluation. Only a model's corpus
+    encoding is split: BM25, a fusion or a built index has none, and the cache is how shards travel."""
+    if cfg.encoder is None or cfg.is_bm25 or cfg.index_dir is not None:
+        raise ConfigError(
+            "torchrun splits the corpus encoding of a model: run --model bm25, --fuse and --index-dir in one process"
+        )
+    if cfg.cache_dir is None:
+        raise ConfigError(
+            "torchrun: the ranks hand their embedding shards over through the cache; leave out --no-cache"
+        )
+    specs = [cfg.suite.dataset(name) for name in cfg.datasets]
+    if cfg.download and dist.is_main:  # fetch what is missing once, before the other ranks read it
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else Path(cfg.out) / "data"
+        for spec in specs:
+            for _ in iter_datasets(spec, data_dir=data_dir, split=cfg.split or spec.split, download=True):
+                pass
+    dist.barrier()
+    encoder = encoder or encoder_from_config(cfg.encoder, progress=progress and dist.is_main)
+    index_file = cfg.index or default_index(encoder.kind)
+    check_compatible(index_file.index, encoder.kind)
+    retriever = EncoderRetriever(cfg, encoder, index_file, progress=progress and dist.is_main)
+    for spec in specs:
+        split = cfg.split or spec.split
+        retriever.encode_rank_shards(spec, result_key(spec, split), split, rank=dist.rank, world_size=dist.world_size)
+    dist.barrier()
+    return encoder
 
 
 def _run_eval(

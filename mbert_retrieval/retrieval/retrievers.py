@@ -32,7 +32,7 @@ from mbert_retrieval.core.types import RetrievalDataset, Run
 from mbert_retrieval.core.versions import versions
 from mbert_retrieval.data import iter_datasets
 from mbert_retrieval.encoders import Encoder, log_truncated
-from mbert_retrieval.encoders.cache import encode_into_index
+from mbert_retrieval.encoders.cache import encode_into_index, encode_rank_shards
 from mbert_retrieval.indexes import make_index
 from mbert_retrieval.results.metrics import Evaluation, evaluate
 from mbert_retrieval.results.runs import read_run, write_run
@@ -166,6 +166,7 @@ def evaluate_dataset(
     ignore_identical_ids: bool,
     run_path: Path,
     cache_dir: Path | None,
+    shard_size: int | None = None,
     index_dir: Path,
     per_query_path: Path | None = None,
     index_spec_name: str | None = None,
@@ -177,7 +178,13 @@ def evaluate_dataset(
     truncated = log_truncated(encoder, ds.corpus_texts, ds.name)
     index = make_index(index_spec, encoder.dim, folder=index_dir)
     took = encode_into_index(
-        index, ds.corpus_ids, ds.corpus_texts, encoder, cache_dir=cache_dir, label=f"{ds.name} documents"
+        index,
+        ds.corpus_ids,
+        ds.corpus_texts,
+        encoder,
+        cache_dir=cache_dir,
+        label=f"{ds.name} documents",
+        shard_size=shard_size,
     )
     seconds["encode_documents"], seconds["index"] = took.encode, took.index
 
@@ -494,8 +501,28 @@ class EncoderRetriever(DatasetRetriever):
             index_dir=self.out / "indices" / run_name,
             index_spec_name=self.index_file.name,
             cache_dir=self.cache_dir,
+            shard_size=self.cfg.shard_size,
             **scoring,
         )
+
+    def encode_rank_shards(self, spec: DatasetSpec, key: str, split: str, *, rank: int, world_size: int) -> None:
+        """``torchrun``: encode this rank's shards of each corpus of ``spec`` into the cache (the
+        documents of every shard ``s`` with ``s % world_size == rank``); rank 0 evaluates from the cache."""
+        assert self.cache_dir is not None
+        self.prepare(spec, key)
+        data_dir = Path(self.cfg.data_dir) if self.cfg.data_dir else self.out / "data"
+        for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=self.cfg.download and rank == 0):
+            mine = encode_rank_shards(
+                ds.corpus_ids,
+                ds.corpus_texts,
+                self.encoder,
+                cache_dir=self.cache_dir,
+                label=f"{ds.name} documents",
+                rank=rank,
+                world_size=world_size,
+                shard_size=self.cfg.shard_size,
+            )
+            log.info("%s: rank %d/%d encoded shards %s", ds.name, rank, world_size, mine)
 
 
 class BuiltIndexRetriever(DatasetRetriever):
