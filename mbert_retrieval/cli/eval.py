@@ -115,7 +115,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         batch_size={"type": int},
         max_seq_length={"type": int, "help": "tokens per text (default: the model's own; 8192 for ModernBERT)"},
     )
-    add_encoder_options(p, ["query-length", "document-length", "no-query-expansion", "embedding-size"])
+    add_encoder_options(  # checked by EncoderConfig too
+        p,
+        ["query-length", "document-length", "no-query-expansion", "embedding-size"],
+        query_length={"type": int},
+        document_length={"type": int},
+        embedding_size={"type": int},
+    )
     p.add_argument("--top-k", type=int, help="documents retrieved per query (default: the suite's, 1000)")
     add_encoder_options(p, ["device"])
     p.add_argument("--cache-dir", help="where document embeddings are cached in shards (default: OUT/cache)")

@@ -17,7 +17,6 @@ from mbert_retrieval.cli.options import (
     add_encoder_options,
     add_index_dir_option,
     apply_unpad_option,
-    encoder_config,
     positive_int,
 )
 from mbert_retrieval.core.errors import ConfigError
@@ -221,9 +220,18 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         args.corpus,
         args.spec,
         args.out,
-        encoder_config=encoder_config(args),
         options=_build_options(args, overwrite=args.overwrite, seed=args.seed),
         kind=args.kind,
+        # as keywords: build_index keeps those of the spec's kind (a FAISS build ignores the ColBERT lengths)
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        query_prompt=args.query_prompt,
+        document_prompt=args.document_prompt,
+        normalize=False if args.no_normalize else None,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        query_length=args.query_length,
+        document_length=args.document_length,
     )
     if result is None:  # a torchrun rank other than 0: its shards are encoded, rank 0 writes
         return 0

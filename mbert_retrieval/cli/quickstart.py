@@ -1,6 +1,6 @@
-"""``mbert-retrieval quickstart``: argparse and a thin handler over ``quickstart.run_quickstart``.
+"""``mbert-retrieval quickstart``: argparse and a thin handler over ``flows.quickstart.run_quickstart``.
 
-``add_parsers(sub)`` registers the command on the main parser's subparsers (``cli.build_parser``).
+``add_parsers(sub)`` registers the command on the main parser's subparsers (``cli.app.build_parser``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``mbert-retrieval train``, ``mine``, ``sweep`` and ``card``: argparse and thin handlers.
 
-``add_parsers(sub)`` registers the commands on the main parser's subparsers (``cli.build_parser``
+``add_parsers(sub)`` registers the commands on the main parser's subparsers (``cli.app.build_parser``
 calls it). Handlers raise ``MbertRetrievalError`` subclasses for user errors.
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from mbert_retrieval.core.errors import ConfigError
 
@@ -31,6 +32,16 @@ class Distributed:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (any picklable object); ``value`` itself without ``torchrun``."""
+        if self.world_size <= 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def close(self) -> None:
         if self.owns_group:

@@ -127,10 +127,11 @@ def _backup_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.previous"
 
 
-def recover_interrupted_swap(out: Path) -> None:
-    """Put back a folder moved aside by a swap that was killed between its two renames."""
+def recover_interrupted_swap(out: Path, marker: str | None = None) -> None:
+    """Put back a folder moved aside by a swap that was killed between its two renames (only one that
+    holds ``marker``, when given: an index's ``manifest.json``)."""
     backup = _backup_dir(out)
-    if not out.exists() and backup.is_dir():
+    if not out.exists() and backup.is_dir() and (marker is None or (backup / marker).is_file()):
         log.warning("%s: restoring it from %s (an update was interrupted)", out, backup)
         os.rename(backup, out)
 

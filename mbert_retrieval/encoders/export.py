@@ -23,6 +23,7 @@ from typing import Any
 
 from mbert_retrieval.core.errors import ConfigError, OutputExistsError, OutputWriteError
 from mbert_retrieval.core.io import WRITE_ERRNOS, remove_stale_staging, staging_dir
+from mbert_retrieval.core.lock import output_lock
 
 # The layout written is sentence-transformers 5.3's (PyLate 1.6 pins sentence-transformers==5.3.0).
 PYLATE_ST_VERSION = "5.3.0"
@@ -73,10 +74,17 @@ def export_pylate(model: str | Path, out: str | Path, *, overwrite: bool = False
     source = str(model)
     if Path(source).exists() and out.exists() and Path(source).resolve() == out.resolve():
         raise OutputExistsError(f"{out} is the model folder itself; choose another output folder")
-    _check_output(out, overwrite)
-    mve = _load(source)
-    plan = _plan(mve, source)
-    _write(plan, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise OutputWriteError(out, e) from e
+        raise
+    with output_lock(out, "export"):  # one writer: the staging folders of another export are not ours to remove
+        _check_output(out, overwrite)
+        mve = _load(source)
+        plan = _plan(mve, source)
+        _write(plan, out)
     return out
 
 

@@ -31,13 +31,14 @@ from mbert_retrieval.encoders import Encoder, encoder_from_config
 from mbert_retrieval.indexes import check_compatible
 from mbert_retrieval.results.store import (
     CONFIG_FILE,
+    OUR_ENGINE,
     PER_QUERY_DIR,
     RESULTS_FILE,
     ResultsStore,
     result_key,
     writing_results,
 )
-from mbert_retrieval.retrieval.engine import Retriever, run_suite
+from mbert_retrieval.retrieval.engine import Retriever, dataset_settings, run_suite
 from mbert_retrieval.retrieval.retrievers import (
     BM25Retriever,
     BuiltIndexRetriever,
@@ -74,23 +75,28 @@ def run_eval(
     writes the results (the same files as one process); the other ranks return ``{}``."""
     dist = distributed_context()
     try:
-        if dist.world_size > 1:
-            encoder = _encode_across_ranks(cfg, dist, encoder=encoder, progress=progress)
-            if not dist.is_main:
-                return {}
         with (
-            writing_results(cfg.out),
+            writing_results(cfg.out),  # the output checked and locked (rank 0) before any encoding
             contextlib.ExitStack() as stack,  # holds a built index (--index-dir) open for the run
         ):
+            if dist.world_size > 1:
+                encoder = _encode_across_ranks(cfg, dist, encoder=encoder, overwrite=overwrite, progress=progress)
+                if not dist.is_main:
+                    return {}
             return _run_eval(cfg, stack, encoder=encoder, overwrite=overwrite, progress=progress)
     finally:
         dist.close()
 
 
-def _encode_across_ranks(cfg: EvalConfig, dist: Distributed, *, encoder: Encoder | None, progress: bool) -> Encoder:
-    """Every rank encodes its shards of every corpus into the cache (shard ``s`` on rank ``s % world_size``),
-    then waits for the others; returns the encoder, for rank 0's evaluation. Only a model's corpus
-    encoding is split: BM25, a fusion or a built index has none, and the cache is how shards travel."""
+def _encode_across_ranks(
+    cfg: EvalConfig, dist: Distributed, *, encoder: Encoder | None, overwrite: bool, progress: bool
+) -> Encoder:
+    """Every rank encodes its shards of every corpus still to evaluate into the cache (shard ``s`` on rank
+    ``s % world_size``), then waits for the others; returns the encoder, for rank 0's evaluation.
+
+    Only a model's corpus encoding is split: BM25, a fusion or a built index has none, and the cache is how
+    shards travel. Rank 0 first refuses what one process would refuse before encoding (a folder of another
+    encoder setting) and tells the others which datasets are not finished there yet (resume)."""
     if cfg.encoder is None or cfg.is_bm25 or cfg.index_dir is not None:
         raise ConfigError(
             "torchrun splits the corpus encoding of a model: run --model bm25, --fuse and --index-dir in one process"
@@ -100,21 +106,46 @@ def _encode_across_ranks(cfg: EvalConfig, dist: Distributed, *, encoder: Encoder
             "torchrun: the ranks hand their embedding shards over through the cache; leave out --no-cache"
         )
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]
-    if cfg.download and dist.is_main:  # fetch what is missing once, before the other ranks read it
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else Path(cfg.out) / "data"
-        for spec in specs:
-            for _ in iter_datasets(spec, data_dir=data_dir, split=cfg.split or spec.split, download=True):
-                pass
-    dist.barrier()
     encoder = encoder or encoder_from_config(cfg.encoder, progress=progress and dist.is_main)
     index_file = cfg.index or default_index(encoder.kind)
     check_compatible(index_file.index, encoder.kind)
     retriever = EncoderRetriever(cfg, encoder, index_file, progress=progress and dist.is_main)
+    todo = [(spec, cfg.split or spec.split) for spec in specs]
+    if dist.is_main:
+        todo = _not_finished(cfg, retriever, todo, overwrite=overwrite)
+        if cfg.download:  # fetch what is missing once, before the other ranks read it
+            data_dir = Path(cfg.data_dir) if cfg.data_dir else Path(cfg.out) / "data"
+            for spec, split in todo:
+                for _ in iter_datasets(spec, data_dir=data_dir, split=split, download=True):
+                    pass
+    names = dist.broadcast([spec.name for spec, _ in todo])
+    length = getattr(encoder, "document_length", None)
     for spec in specs:
-        split = cfg.split or spec.split
-        retriever.encode_rank_shards(spec, result_key(spec, split), split, rank=dist.rank, world_size=dist.world_size)
+        if spec.name in names:
+            split = cfg.split or spec.split
+            retriever.encode_rank_shards(
+                spec, result_key(spec, split), split, rank=dist.rank, world_size=dist.world_size
+            )
+    if length is not None and hasattr(encoder, "set_document_length"):
+        encoder.set_document_length(length)  # a suite's per-dataset length must not stay behind for rank 0
     dist.barrier()
     return encoder
+
+
+def _not_finished(
+    cfg: EvalConfig, retriever: EncoderRetriever, todo: list[tuple[DatasetSpec, str]], *, overwrite: bool
+) -> list[tuple[DatasetSpec, str]]:
+    """Rank 0, before any encoding: refuse a folder of another encoder setting, as one process would, and
+    leave out the datasets finished there with the same settings."""
+    store = ResultsStore(cfg.out, overwrite=overwrite)
+    store.refuse_other_writer(retriever.describe().encoder["fingerprint"], OUR_ENGINE)
+    if store.existing is None:
+        return todo
+    return [
+        (s, split)
+        for s, split in todo
+        if not store.finished(result_key(s, split), dataset_settings(retriever, cfg, s, split))
+    ]
 
 
 def _run_eval(

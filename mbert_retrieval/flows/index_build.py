@@ -173,7 +173,7 @@ def resolve_any_spec(spec: Any) -> tuple[str, Any]:
 
 def check_output(out: Path, overwrite: bool) -> None:
     """Refuse an existing ``out`` unless ``overwrite`` (and never replace a folder that is not an index)."""
-    recover_interrupted_swap(out)
+    recover_interrupted_swap(out, MANIFEST_FILE)
     remove_stale_staging(out)
     if not out.exists():
         return
@@ -612,7 +612,7 @@ def add_documents(
 
 def _open_faiss_index(index_dir: Path) -> tuple[dict[str, Any], FaissSpec]:
     """The manifest and spec of the FAISS index in ``index_dir`` (an interrupted swap undone first)."""
-    recover_interrupted_swap(index_dir)
+    recover_interrupted_swap(index_dir, MANIFEST_FILE)
     remove_stale_staging(index_dir)
     manifest = read_manifest(index_dir)
     if manifest["kind"] != "faiss":

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,8 @@ def run_sweep(
             cache_dir=str(run_dir / "eval" / "cache"),
         )
         results = run_eval(cfg, progress=progress)
+        if not results:  # a torchrun rank other than 0 (training ran on every rank): rank 0 records the run
+            continue
         record_eval_in_card(run_dir / "model", run_dir / "eval")
         main = state["main_metric"]
         per_dataset = {key: values[main] for key, values in results["metrics"].items() if key.split(".")[0] in datasets}
@@ -148,10 +151,11 @@ def run_sweep(
             "train_seconds": train_seconds,
             "finished": True,
         }
-        _write(out, state)
+        _write(out, state)  # rank 0 only: the other ranks skipped this run's bookkeeping above
         log.info("lr %s: mean %s %.4f", label, main, mean)
 
-    _write(out, state)
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # one writer of sweep.json under torchrun
+        _write(out, state)
     return state
 
 

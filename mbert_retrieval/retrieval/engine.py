@@ -68,6 +68,11 @@ class Retriever(Protocol):
         ...
 
 
+def dataset_settings(retriever: Retriever, cfg: EvalConfig, spec: DatasetSpec, split: str) -> dict[str, Any]:
+    """What a finished dataset must have been run with for ``run_suite`` to skip it (resume)."""
+    return {"top_k": cfg.top_k, "metrics": list(cfg.suite.metrics), "split": split, **retriever.settings(spec)}
+
+
 def run_suite(retriever: Retriever, store: ResultsStore, cfg: EvalConfig, specs: list[DatasetSpec]) -> dict[str, Any]:
     """Evaluate ``specs`` with ``retriever`` into ``store``: refuse a folder of another encoder setting
     or engine, write the header and ``config.resolved.yaml``, then each dataset not finished there with
@@ -80,7 +85,7 @@ def run_suite(retriever: Retriever, store: ResultsStore, cfg: EvalConfig, specs:
     for spec in specs:
         split = cfg.split or spec.split
         key = result_key(spec, split)
-        settings = {"top_k": cfg.top_k, "metrics": list(cfg.suite.metrics), "split": split, **retriever.settings(spec)}
+        settings = dataset_settings(retriever, cfg, spec, split)
         if store.finished(key, settings):
             continue
         record, means = retriever.evaluate(spec, key, split)
@@ -88,4 +93,4 @@ def run_suite(retriever: Retriever, store: ResultsStore, cfg: EvalConfig, specs:
     return store.close()
 
 
-__all__ = ["Described", "Retriever", "run_suite"]
+__all__ = ["Described", "Retriever", "dataset_settings", "run_suite"]

@@ -511,7 +511,8 @@ class EncoderRetriever(DatasetRetriever):
         assert self.cache_dir is not None
         self.prepare(spec, key)
         data_dir = Path(self.cfg.data_dir) if self.cfg.data_dir else self.out / "data"
-        for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=self.cfg.download and rank == 0):
+        # with --download rank 0 fetched it already: the others find the folder (BEIR) or the hub cache
+        for ds in iter_datasets(spec, data_dir=data_dir, split=split, download=self.cfg.download):
             mine = encode_rank_shards(
                 ds.corpus_ids,
                 ds.corpus_texts,
@@ -522,7 +523,7 @@ class EncoderRetriever(DatasetRetriever):
                 world_size=world_size,
                 shard_size=self.cfg.shard_size,
             )
-            log.info("%s: rank %d/%d encoded shards %s", ds.name, rank, world_size, mine)
+            log.info("%s: rank %d/%d holds shards %s", ds.name, rank, world_size, mine)
 
 
 class BuiltIndexRetriever(DatasetRetriever):

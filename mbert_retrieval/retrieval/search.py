@@ -23,7 +23,7 @@ import numpy as np
 
 from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.core.types import Run, plural
-from mbert_retrieval.indexes.manifest import check_encoder, read_manifest
+from mbert_retrieval.indexes.manifest import MANIFEST_FILE, check_encoder, read_manifest
 
 
 def _load_plaid(path: Path) -> Any:
@@ -102,7 +102,7 @@ class SearchIndex:
         from mbert_retrieval.indexes.snippets import SNIPPET_OFFSETS_FILE, SNIPPETS_FILE, Snippets
 
         path = Path(path)
-        recover_interrupted_swap(path)
+        recover_interrupted_swap(path, MANIFEST_FILE)
         manifest = read_manifest(path)
         if manifest["kind"] == "faiss":
             index = FaissIndex.load(path, use_gpu=use_gpu, manifest=manifest)
