@@ -36,8 +36,8 @@ def test_two_gloo_processes_give_the_same_results(
 
     proc = _torchrun([*common, "--out", str(tmp_path / "dist")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "rank 0/2 encoded shards [0, 2, 4]" in proc.stderr
-    assert "rank 1/2 encoded shards [1, 3, 5]" in proc.stderr
+    assert "rank 0/2 holds shards [0, 2, 4]" in proc.stderr
+    assert "rank 1/2 holds shards [1, 3, 5]" in proc.stderr
     assert proc.stdout.count("| cosqa-dev |") == 1  # only rank 0 reports
 
     single = json.loads((tmp_path / "single" / "results.json").read_text())
