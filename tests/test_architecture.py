@@ -66,24 +66,10 @@ ALLOWED: dict[str, set[str]] = {
         "results",
         "report",
     },  # one module per command: orchestration
-    "cli": {
-        "core",
-        "config",
-        "recipes",
-        "catalog",
-        "data",
-        "encoders",
-        "indexes",
-        "training",
-        "retrieval",
-        "results",
-        "report",
-        "flows",
-        "__init__",
-    },  # argparse, then calls
     "__main__": {"cli"},
     "__init__": {"flows", "encoders", "retrieval", "config", "catalog", "recipes"},  # the lazy public API
 }
+ALLOWED["cli"] = ALLOWED["flows"] | {"flows", "__init__"}  # argparse, then calls
 ROOT_MODULES_AT_MOST = 6  # __init__, __main__, config, recipes, catalog: the rest lives in packages
 
 

@@ -182,6 +182,31 @@ class EncodeSeconds(NamedTuple):
     index: float
 
 
+def _encoder_shards(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    encoder: Any,
+    *,
+    cache_dir: str | Path | None,
+    label: str,
+    shard_size: int | None,
+    only: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[slice, Embeddings]]:
+    """``iter_document_embeddings`` with an encoder's document function, fingerprint, width and kind."""
+    return iter_document_embeddings(
+        ids,
+        texts,
+        encoder.encode_documents,
+        encoder_fingerprint=encoder.fingerprint(),
+        dim=encoder.dim,
+        cache_dir=cache_dir,
+        multi=getattr(encoder, "kind", "dense") == "colbert",
+        shard_size=shard_size,
+        label=label,
+        only=only,
+    )
+
+
 def encode_into_index(
     index: Any,
     ids: Sequence[str],
@@ -200,17 +225,7 @@ def encode_into_index(
     """
     t = time.perf_counter()
     adding = 0.0
-    for rows, emb in iter_document_embeddings(
-        ids,
-        texts,
-        encoder.encode_documents,
-        encoder_fingerprint=encoder.fingerprint(),
-        dim=encoder.dim,
-        cache_dir=cache_dir,
-        multi=getattr(encoder, "kind", "dense") == "colbert",
-        shard_size=shard_size,
-        label=label,
-    ):
+    for rows, emb in _encoder_shards(ids, texts, encoder, cache_dir=cache_dir, label=label, shard_size=shard_size):
         t_add = time.perf_counter()
         index.add(list(ids[rows]), emb)
         adding += time.perf_counter() - t_add
@@ -239,17 +254,6 @@ def encode_rank_shards(
         mine.append(s)
         return True
 
-    for _ in iter_document_embeddings(
-        ids,
-        texts,
-        encoder.encode_documents,
-        encoder_fingerprint=encoder.fingerprint(),
-        dim=encoder.dim,
-        cache_dir=cache_dir,
-        multi=getattr(encoder, "kind", "dense") == "colbert",
-        shard_size=shard_size,
-        label=label,
-        only=keep,
-    ):
+    for _ in _encoder_shards(ids, texts, encoder, cache_dir=cache_dir, label=label, shard_size=shard_size, only=keep):
         pass  # each shard is in the cache once yielded
     return mine

@@ -106,10 +106,8 @@ def _encode_across_ranks(
             "torchrun: the ranks hand their embedding shards over through the cache; leave out --no-cache"
         )
     specs = [cfg.suite.dataset(name) for name in cfg.datasets]
-    encoder = encoder or encoder_from_config(cfg.encoder, progress=progress and dist.is_main)
-    index_file = cfg.index or default_index(encoder.kind)
-    check_compatible(index_file.index, encoder.kind)
-    retriever = EncoderRetriever(cfg, encoder, index_file, progress=progress and dist.is_main)
+    retriever = _encoder_retriever(cfg, encoder, progress=progress and dist.is_main)
+    encoder = retriever.encoder
     todo = [(spec, cfg.split or spec.split) for spec in specs]
     if dist.is_main:
         todo = _not_finished(cfg, retriever, todo, overwrite=overwrite)
@@ -120,9 +118,8 @@ def _encode_across_ranks(
                     pass
     names = dist.broadcast([spec.name for spec, _ in todo])
     length = getattr(encoder, "document_length", None)
-    for spec in specs:
+    for spec, split in todo:  # rank 0's list: on the other ranks, every dataset but those it left out
         if spec.name in names:
-            split = cfg.split or spec.split
             retriever.encode_rank_shards(
                 spec, result_key(spec, split), split, rank=dist.rank, world_size=dist.world_size
             )
@@ -174,6 +171,11 @@ def _retriever(
         return BuiltIndexRetriever(cfg, built, progress=progress)
     if cfg.is_bm25:
         return BM25Retriever(cfg, progress=progress)
+    return _encoder_retriever(cfg, encoder, progress=progress)
+
+
+def _encoder_retriever(cfg: EvalConfig, encoder: Encoder | None, *, progress: bool) -> EncoderRetriever:
+    """``cfg``'s model (built unless given) with its index spec (default by kind), checked compatible."""
     assert cfg.encoder is not None
     encoder = encoder or encoder_from_config(cfg.encoder, progress=progress)
     index_file = cfg.index or default_index(encoder.kind)
