@@ -43,7 +43,7 @@ family), and last the issue's three lines for the shipped specs, after the best 
 
 ("1m faiss": the shipped FAISS spec with recall@10 >= 0.95 and the largest speedup over flat.)
 
-    HF_HUB_OFFLINE=1 python benchmarks/search.py             # scifact, 100k, 1m (target 30 min + first encoding)
+    HF_HUB_OFFLINE=1 python benchmarks/search.py             # scifact, 100k, 1m: 46 min on 2 cores (+8 encoding)
     HF_HUB_OFFLINE=1 python benchmarks/search.py --quick     # 500 SciFact docs / 50 queries, 5k, 100k
     HF_HUB_OFFLINE=1 python benchmarks/search.py --sizes scifact --plaid-nbits 4 --plaid-full-scores 256,1024
     HF_HUB_OFFLINE=1 python benchmarks/search.py --sizes 1m --ef-search 16,32,64 --nprobe 8,32
@@ -278,6 +278,9 @@ class Bench:
         self.rows: list[dict] = []
         self.n_latency = n_latency
         self.budget_s = budget_s
+        # Rewritten after every row, so that a run cut short (a timeout, a kill) keeps what it measured.
+        self.partial: Path | None = None
+        self.partial_header: list[str] = []
 
     def add(
         self,
@@ -319,6 +322,8 @@ class Bench:
             "peak_rss_gib": rss_gib(),
         }
         self.rows.append(row)
+        if self.partial is not None:
+            write_csv(self.rows, self.partial, self.partial_header)
         print(
             f"  {size} {name} {params}: build {build_s:.1f}s, {row['bytes_per_vector']:.0f} B/vector, "
             f"p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms, {row['batch_qps']:.1f} q/s, "
@@ -849,6 +854,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     bench = Bench(n_latency, budget)
+    stem = "search-quick" if q else "search"
+    bench.partial = Path(args.out) / f"{stem}.partial.csv"
+    bench.partial_header = [machine, encoders, recipe, "partial: the rows measured so far"]
     memory: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mbert-search-bench-", dir=args.work_dir) as tmp_name:
         tmp = Path(tmp_name)
@@ -901,9 +909,9 @@ def main(argv: list[str] | None = None) -> int:
         + "; ".join(memory),
     ]
     out = Path(args.out)
-    stem = "search-quick" if q else "search"
     write_csv(bench.rows, out / f"{stem}.csv", header)
     write_png(bench.rows, out / f"{stem}.png", machine)
+    (out / f"{stem}.partial.csv").unlink(missing_ok=True)
     print()
     for line in header:
         print(line)

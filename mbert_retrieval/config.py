@@ -192,8 +192,21 @@ class PlaidSpec(Strict):
     kmeans_niters: int = Field(4, ge=1, description="k-means iterations for the centroids")
     n_ivf_probe: int = Field(8, ge=1, description="centroids probed per query token")
     n_full_scores: int = Field(8192, ge=1, description="candidates scored exactly at the end")
+    scale_with_k: bool = Field(
+        True,
+        description="deeper k: n_full_scores raised to at least ColBERT's own setting for k "
+        "(256 up to k 10, 1024 up to k 100, max(4096, 4k) beyond)",
+    )
     fallback: Literal["error", "exact"] = Field(
         "error", description="too few token vectors for k-means: fail clearly, or use exact MaxSim"
+    )
+    exact_if_faster: bool = Field(
+        False,
+        description="on CPU, at the first search: exact MaxSim instead when it is estimated faster than "
+        "building PLAID and searching it (eval's ColBERT default, the plaid-auto spec)",
+    )
+    exact_max_tokens: int = Field(
+        8_000_000, ge=0, description="exact_if_faster: corpora above this many token vectors always build PLAID"
     )
 
 
@@ -213,6 +226,12 @@ class ExactMaxSimSpec(Strict):
     kind: Literal["exact-maxsim"] = "exact-maxsim"
     dtype: Literal["float16", "float32"] = Field("float16", description="storage of document token vectors")
     block_tokens: int = Field(262_144, ge=1024, description="document tokens scored per matrix product")
+    float32_copy_gib: float = Field(
+        2.0,
+        ge=0,
+        description="fp16 storage: a float32 copy is kept in memory up to this size (no conversion per search: "
+        "single queries about 3x faster)",
+    )
 
 
 INDEX_KINDS = ("faiss", "plaid", "voyager", "exact-maxsim")

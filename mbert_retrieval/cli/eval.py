@@ -97,7 +97,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_spec_option(
         p,
         help="index spec name (see `ls`: faiss-flat, faiss-hnsw, plaid, voyager, exact-maxsim...) or YAML path "
-        "(default: faiss-flat for dense, plaid for colbert)",
+        "(default: faiss-flat for dense; plaid-auto for colbert: PLAID, or on a CPU exact MaxSim where faster)",
     )
     p.add_argument(
         "--index-dir",

@@ -6,8 +6,8 @@ with an index, BM25, a fusion, a built index) and runs it over the suite (``retr
 dataset it writes ``runs/<dataset>.trec``, ``per_query/<dataset>.json`` and ``results.json``
 (``results/store.py``; atomically, after each dataset: a run stopped half-way keeps what it finished).
 For a model: encode the corpus (through the shard cache, so a killed run resumes), add it to the index
-of the spec (exact FAISS for dense models and PLAID for ColBERT by default), encode the queries, search
-the top ``k``, score.
+of the spec (by default exact FAISS for dense models; for ColBERT ``plaid-auto``: PLAID, or exact MaxSim
+where faster), encode the queries, search the top ``k``, score.
 
 The model ``bm25`` runs bm25s instead of an encoder (``bm25.py``); ``EvalConfig.fusion`` fuses the
 runs of earlier result folders (and BM25 computed on the fly) with ``fusion.py``. Both write the
@@ -54,8 +54,9 @@ from mbert_retrieval.retrieval.retrievers import (
 
 
 def default_index(encoder_kind: str) -> IndexSpecFile:
-    """faiss-flat (exact) for single-vector encoders, PLAID for ColBERT."""
-    return load_index_spec("plaid" if encoder_kind == "colbert" else "faiss-flat")
+    """faiss-flat (exact) for single-vector encoders; for ColBERT ``plaid-auto``: PLAID, or on a CPU exact
+    MaxSim where that is estimated faster than building and searching PLAID for the dataset's queries."""
+    return load_index_spec("plaid-auto" if encoder_kind == "colbert" else "faiss-flat")
 
 
 def run_eval(

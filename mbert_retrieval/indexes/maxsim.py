@@ -3,7 +3,8 @@
 score(q, d) = sum over query tokens i of max over document tokens j of <q_i, d_j>.
 
 Document token vectors are stored in one array (fp16 by default: half the memory, and the only
-rounding — scores are accumulated in float32), with per-document offsets. Search scores a batch
+rounding — scores are accumulated in float32), with per-document offsets; up to ``float32_copy_gib`` a
+float32 copy is kept for scoring, so a search does not convert every block again. Search scores a batch
 of queries against blocks of whole documents with one matrix product per block, then
 ``maximum.reduceat`` over each document's tokens and ``add.reduceat`` over each query's tokens.
 Pure numpy: no model, no third-party index.
@@ -59,6 +60,7 @@ class ExactMaxSimIndex:
         self._pending: list[np.ndarray] = []  # added since the last pack
         self._lengths: list[int] = []
         self._offsets: np.ndarray | None = None
+        self._float32: np.ndarray | None = None  # the working copy of fp16 tokens, when small enough
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -84,9 +86,21 @@ class ExactMaxSimIndex:
         if self._pending:
             self._tokens = np.concatenate([self._tokens, *self._pending])
             self._pending = []
+            self._float32 = None
         if self._offsets is None:
             self._offsets = np.concatenate([[0], np.cumsum(self._lengths, dtype=np.int64)]).astype(np.int64)
         return self._tokens, self._offsets
+
+    def _scoring_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens as searches read them: a float32 copy of fp16 storage kept while it fits in
+        ``float32_copy_gib`` (converting fp16 blocks costs about twice the matrix product of one query:
+        benchmarks/search.py), else the stored array, converted block by block."""
+        tokens, offsets = self._packed()
+        if tokens.dtype == np.float32:
+            return tokens, offsets
+        if self._float32 is None and tokens.size * 4 <= self.spec.float32_copy_gib * 2**30:
+            self._float32 = tokens.astype(np.float32)
+        return (self._float32 if self._float32 is not None else tokens), offsets
 
     def _blocks(self, offsets: np.ndarray) -> list[tuple[int, int]]:
         """Document ranges ``[a, b)`` holding at most ``block_tokens`` tokens (one document at least)."""
@@ -102,7 +116,7 @@ class ExactMaxSimIndex:
 
     def score_all(self, queries: Sequence[np.ndarray]) -> np.ndarray:
         """``float32 [n_queries, n_docs]`` MaxSim scores of each query against every document."""
-        tokens, offsets = self._packed()
+        tokens, offsets = self._scoring_tokens()
         q_lengths = [q.shape[0] for q in queries]
         q_all = np.concatenate([np.asarray(q, dtype=np.float32) for q in queries])
         q_offsets = np.concatenate([[0], np.cumsum(q_lengths)[:-1]]).astype(np.int64)
@@ -116,7 +130,7 @@ class ExactMaxSimIndex:
 
     def score(self, query: np.ndarray, doc_indices: Sequence[int]) -> np.ndarray:
         """MaxSim of one query against the given documents (for re-ranking candidates)."""
-        tokens, offsets = self._packed()
+        tokens, offsets = self._scoring_tokens()
         q = np.asarray(query, dtype=np.float32)
         out = np.empty(len(doc_indices), dtype=np.float32)
         for i, d in enumerate(doc_indices):
@@ -167,6 +181,7 @@ class ExactMaxSimIndex:
         path = Path(path)
         self._tokens = np.load(path / TOKENS_FILE, mmap_mode="r" if mmap else None)
         self._pending = []
+        self._float32 = None
         self._offsets = np.load(path / OFFSETS_FILE)
         self._lengths = np.diff(self._offsets).tolist()
         self.doc_ids = (path / IDS_FILE).read_text(encoding="utf-8").splitlines()

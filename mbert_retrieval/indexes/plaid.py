@@ -19,6 +19,14 @@ so the caller's random state is left as it was.
 fast-plaid cannot train its codec on fewer than about 10 token vectors; such a corpus gets a clear
 ``ConfigError`` here, or, with ``fallback: exact`` in the spec, exact MaxSim instead. An index whose
 backend files fast-plaid cannot load is refused with one line saying how to rebuild it.
+
+Search depth: fast-plaid, like ColBERT, scores ``n_full_scores`` candidates and keeps a quarter of them,
+so ``scale_with_k`` raises ``n_full_scores`` to at least ColBERT's own setting for the ``k`` asked
+(``full_scores_for``). ``exact_if_faster`` (the ``plaid-auto`` spec, eval's ColBERT default) holds the
+documents (fp16) until the first search; on a CPU that search uses exact MaxSim instead when the cost
+model (``estimated_seconds``, measured by ``benchmarks/search.py``) says building and searching PLAID
+would take longer, as it does for every corpus with few queries per token vector. Corpora above
+``exact_max_tokens`` token vectors, a GPU, or a save before any search (``index build``) build PLAID.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ MIN_TOKEN_VECTORS = 10  # below this fast-plaid fails: "Cannot train codec: no h
 IDS_FILE = "doc_ids.txt"
 BACKEND_DIR = "fast_plaid_index"  # PyLate's name for the folder, kept so older indices load
 QUERIES_PER_SEARCH_THREAD = 10  # fast-plaid's own split: at least 10 queries per CPU search thread
+SEARCH_TORCH_THREADS = 1  # torch's threads during a CPU search (measured: _search_torch_threads)
 
 
 class PlaidIndex:
@@ -63,6 +72,7 @@ class PlaidIndex:
         self.folder = Path(folder)
         self.show_progress = show_progress
         self._cap_warned = False  # the n_full_scores / 4 cap on hits is said once
+        self._scale_said = False  # and n_full_scores raised for a deeper k
         self.doc_ids: list[str] = []
         self._plaid: Any = None  # fast_plaid.search.FastPlaid, once created or loaded
         self._pending: list[tuple[str, np.ndarray]] = []  # held until there are enough token vectors
@@ -85,12 +95,19 @@ class PlaidIndex:
         return FastPlaid(index=str(self.backend_folder), device=device)
 
     def add(self, doc_ids: Sequence[str], embeddings: Sequence[np.ndarray]) -> None:
-        """Add one ``[tokens, dim]`` matrix per document; held back until there are ``MIN_TOKEN_VECTORS``."""
+        """Add one ``[tokens, dim]`` matrix per document; held back until there are ``MIN_TOKEN_VECTORS``
+        (with ``exact_if_faster`` on a CPU: until the first search, or ``exact_max_tokens``)."""
         check_token_matrices(doc_ids, embeddings, self.dim)
         self.doc_ids.extend(doc_ids)
-        if self._plaid is None:
+        if self._exact is not None:  # exact MaxSim was chosen: it takes the new documents too
+            self._exact.add(doc_ids, embeddings)
+        elif self._plaid is None:
+            holding = self._may_choose_exact()
+            if holding:  # held as fp16 until the first search decides (what exact MaxSim stores anyway)
+                embeddings = [np.asarray(m, dtype=np.float16) for m in embeddings]
             self._pending.extend(zip(doc_ids, embeddings, strict=True))
-            if sum(len(m) for _, m in self._pending) >= MIN_TOKEN_VECTORS:
+            n_tokens = sum(len(m) for _, m in self._pending)
+            if n_tokens > (self.spec.exact_max_tokens if holding else MIN_TOKEN_VECTORS - 1):
                 self._flush()
         else:
             with _global_rng_kept():
@@ -126,20 +143,56 @@ class PlaidIndex:
         self._plaid = backend
         self._pending = []
 
-    def _finish(self) -> None:
-        """Before searching or saving: a corpus too small for PLAID errors or falls back to exact."""
-        if self._plaid is not None or not self._pending:
+    def _may_choose_exact(self) -> bool:
+        """``exact_if_faster`` on a CPU: documents are held until the first search picks the backend."""
+        if not self.spec.exact_if_faster:
+            return False
+        import torch
+
+        return not torch.cuda.is_available()  # on a GPU fast-plaid builds and searches far faster
+
+    def _finish(self, n_queries: int | None = None, k: int = 10) -> None:
+        """Before searching (``n_queries`` queries for the top ``k``) or saving: build PLAID from the held
+        documents, or, with ``exact_if_faster``, use exact MaxSim where it is estimated faster for this
+        search; a corpus too small for PLAID errors or falls back to exact."""
+        if self._plaid is not None or self._exact is not None or not self._pending:
             return
         n_tokens = sum(len(m) for _, m in self._pending)
+        if n_queries is not None and self._may_choose_exact():
+            exact_s, plaid_s = estimated_seconds(n_tokens, n_queries, full_scores_for(self.spec, k))
+            if exact_s <= plaid_s or n_tokens < MIN_TOKEN_VECTORS:
+                log.info(
+                    "%s / %s, %s: exact MaxSim (estimated %.0f s on this CPU) rather than building and searching "
+                    "PLAID (%.0f s); the spec's exact_if_faster",
+                    plural(len(self.doc_ids), "document"),
+                    plural(n_tokens, "token vector"),
+                    plural(n_queries, "query"),
+                    exact_s,
+                    plaid_s,
+                )
+                self._use_exact(ExactMaxSimSpec())
+                return
+        if n_tokens >= MIN_TOKEN_VECTORS:
+            self._flush()
+            return
         if self.spec.fallback == "exact":
             log.warning("PLAID needs >= %d token vectors, the corpus has %d: exact MaxSim", MIN_TOKEN_VECTORS, n_tokens)
-            self._exact = ExactMaxSimIndex(self.dim, ExactMaxSimSpec(dtype="float32"))
-            self._exact.add([i for i, _ in self._pending], [m for _, m in self._pending])
+            self._use_exact(ExactMaxSimSpec(dtype="float32"))
             return
         raise ConfigError(
             f"PLAID needs at least {MIN_TOKEN_VECTORS} token vectors for its k-means; the corpus has {n_tokens}. "
             "Use the exact-maxsim index, or set `fallback: exact` in the PLAID spec"
         )
+
+    def _use_exact(self, spec: ExactMaxSimSpec) -> None:
+        self._exact = ExactMaxSimIndex(self.dim, spec)
+        self._exact.add([i for i, _ in self._pending], [m for _, m in self._pending])
+        self._pending = []
+
+    @property
+    def backend(self) -> str:
+        """What searches: ``"fast-plaid"``, or ``"exact-maxsim"`` (fallback or ``exact_if_faster``)."""
+        return "exact-maxsim" if self._exact is not None else "fast-plaid"
 
     def search(
         self, query_ids: Sequence[str], embeddings: Sequence[np.ndarray], k: int, *, ignore_identical_ids: bool = False
@@ -147,20 +200,30 @@ class PlaidIndex:
         """Top ``k`` documents per query (``{qid: {docid: score}}``, best first), by PLAID's scores."""
         if len(query_ids) != len(embeddings):
             raise ValueError(f"{len(query_ids)} query ids but {len(embeddings)} query matrices")
-        self._finish()
+        fetch = min(k + (1 if ignore_identical_ids else 0), len(self.doc_ids))
+        self._finish(len(query_ids), fetch)
         if self._exact is not None:
             return self._exact.search(query_ids, embeddings, k, ignore_identical_ids=ignore_identical_ids)
-        fetch = min(k + (1 if ignore_identical_ids else 0), len(self.doc_ids))
         if self._plaid is None or fetch <= 0 or not query_ids:
             return {qid: {} for qid in query_ids}
-        results = self._plaid.search(
-            queries_embeddings=_tensors(embeddings),
-            top_k=fetch,
-            n_ivf_probe=self.spec.n_ivf_probe,
-            n_full_scores=self.spec.n_full_scores,
-            show_progress=self.show_progress,
-            n_processes=_search_threads(len(query_ids)),
-        )
+        full_scores = full_scores_for(self.spec, fetch)
+        if full_scores != self.spec.n_full_scores and not self._scale_said:
+            self._scale_said = True
+            log.info(
+                "PLAID: n_full_scores %d for top %d (the spec's %d is for k <= 10; scale_with_k)",
+                full_scores,
+                fetch,
+                self.spec.n_full_scores,
+            )
+        with _search_torch_threads():
+            results = self._plaid.search(
+                queries_embeddings=_tensors(embeddings),
+                top_k=fetch,
+                n_ivf_probe=self.spec.n_ivf_probe,
+                n_full_scores=full_scores,
+                show_progress=self.show_progress,
+                n_processes=_search_threads(len(query_ids)),
+            )
         run: Run = {}
         for qid, hits in zip(query_ids, results, strict=True):
             kept: dict[str, float] = {}
@@ -172,13 +235,13 @@ class PlaidIndex:
                 if len(kept) == k:
                     break
             run[qid] = kept
-        self._warn_if_capped(run, k, len(self.doc_ids))
+        self._warn_if_capped(run, k, len(self.doc_ids), full_scores)
         return run
 
-    def _warn_if_capped(self, run: Run, k: int, n_docs: int) -> None:
+    def _warn_if_capped(self, run: Run, k: int, n_docs: int, full_scores: int) -> None:
         """fast-plaid scores ``n_full_scores`` candidates and keeps a quarter of them: a deeper ``k`` gets
-        fewer hits. Said once per index, with the setting that raises the cap."""
-        cap = max(1, self.spec.n_full_scores // 4)
+        fewer hits (with ``scale_with_k`` off). Said once per index, with the setting that raises the cap."""
+        cap = max(1, full_scores // 4)
         if self._cap_warned or k <= cap or not any(len(hits) < min(k, n_docs) for hits in run.values()):
             return
         self._cap_warned = True
@@ -188,7 +251,7 @@ class PlaidIndex:
             "or use exact-maxsim",
             cap,
             k,
-            self.spec.n_full_scores,
+            full_scores,
             4 * min(k, n_docs),
         )
 
@@ -203,6 +266,8 @@ class PlaidIndex:
         write_lines(self.folder / IDS_FILE, self.doc_ids)
         fields = {"kind": self.kind, "spec": self.spec.model_dump(), "dim": self.dim, "n_docs": len(self)}
         fields["backend"] = "exact-maxsim fallback" if self._exact is not None else "fast-plaid"
+        if self._exact is not None:
+            fields["exact_dtype"] = self._exact.spec.dtype
         write_manifest(self.folder, fields, meta)
 
     @classmethod
@@ -215,7 +280,8 @@ class PlaidIndex:
         except FileNotFoundError:
             raise DataError(Path(path) / IDS_FILE, "missing: the index folder is incomplete") from None
         if manifest.get("backend") == "exact-maxsim fallback":
-            index._exact = ExactMaxSimIndex(index.dim, ExactMaxSimSpec(dtype="float32"))
+            dtype = manifest.get("exact_dtype", "float32")  # indices before exact_if_faster: float32
+            index._exact = ExactMaxSimIndex(index.dim, ExactMaxSimSpec(dtype=dtype))
             index._exact.load_arrays(path)
         else:
             index._plaid = index._open_backend(manifest)
@@ -248,6 +314,39 @@ class PlaidIndex:
         return backend
 
 
+# The cost model behind ``exact_if_faster`` (CPU; benchmarks/search.py on a 2-core AVX-512 EPYC, 2026-12-04,
+# 128-dim token vectors; the figures are in docs/indexing.md). Exact MaxSim, queries in batches: about
+# EXACT_NS_PER_TOKEN_QUERY per document token vector and query (79 ns at 816k token vectors, 95 at 3.2M).
+# PLAID: about PLAID_BUILD_US_PER_TOKEN per token vector to build (k-means, compression, save: 260 us at
+# 816k, 404 at 3.2M, as the centroids grow; the lower figure favours PLAID), then PLAID_QUERY_MS +
+# PLAID_MS_PER_FULL_SCORE * n_full_scores per query (batched: 27-33 ms at 256, 61 at 1024, 526 at 8192).
+# So exact MaxSim wins unless there are more than about 2,700 queries (260 us / 95 ns) per search.
+EXACT_NS_PER_TOKEN_QUERY = 95.0
+PLAID_BUILD_US_PER_TOKEN = 260.0
+PLAID_QUERY_MS = 10.0
+PLAID_MS_PER_FULL_SCORE = 0.063
+
+
+def estimated_seconds(n_tokens: int, n_queries: int, full_scores: int) -> tuple[float, float]:
+    """Estimated (exact MaxSim, PLAID build + search) seconds for ``n_queries`` queries against ``n_tokens``
+    document token vectors on a CPU; only their ratio is used."""
+    exact = n_queries * n_tokens * EXACT_NS_PER_TOKEN_QUERY * 1e-9
+    plaid = n_tokens * PLAID_BUILD_US_PER_TOKEN * 1e-6
+    plaid += n_queries * (PLAID_QUERY_MS + PLAID_MS_PER_FULL_SCORE * full_scores) * 1e-3
+    return exact, plaid
+
+
+def full_scores_for(spec: PlaidSpec, k: int) -> int:
+    """fast-plaid's ``n_full_scores`` for a top-``k`` search: the spec's, raised (``scale_with_k``) to at
+    least ColBERT's own setting for that depth (``colbert/searcher.py``: ``ndocs`` 256 up to k 10, 1024 up
+    to k 100, max(4096, 4k) beyond). fast-plaid, like ColBERT, keeps ``n_full_scores / 4`` candidates, so
+    without it a deeper ``k`` gets fewer hits than asked."""
+    if not spec.scale_with_k:
+        return spec.n_full_scores
+    floor = 256 if k <= 10 else 1024 if k <= 100 else max(4096, 4 * k)
+    return max(spec.n_full_scores, floor)
+
+
 def _search_threads(n_queries: int) -> int:
     """CPU search threads (fast-plaid's ``n_processes``, joblib threads over chunks of queries; ignored on GPU).
 
@@ -259,6 +358,27 @@ def _search_threads(n_queries: int) -> int:
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, n_queries // QUERIES_PER_SEARCH_THREAD))
+
+
+@contextlib.contextmanager
+def _search_torch_threads() -> Iterator[None]:
+    """torch's intra-op threads set to ``SEARCH_TORCH_THREADS`` during a CPU search, then restored.
+
+    fast-plaid's CPU search runs torch ops inside its joblib threads; torch's own threads on top of them
+    only contend. benchmarks/threads.py (2-core EPYC, 2,000 SciFact documents / 316k token vectors, the
+    plaid spec): torch 1 thread vs 2, single query p50 88 vs 116-130 ms, 300 queries in one call with 2
+    search threads 45.7 vs 55.1 ms a query. Not on a GPU, where fast-plaid runs on the device."""
+    import torch
+
+    before = torch.get_num_threads()
+    if torch.cuda.is_available() or before == SEARCH_TORCH_THREADS:
+        yield
+        return
+    torch.set_num_threads(SEARCH_TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _tensors(matrices: Sequence[np.ndarray]) -> list[Any]:

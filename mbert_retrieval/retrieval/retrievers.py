@@ -211,6 +211,7 @@ def evaluate_dataset(
         "ignore_identical_ids": ignore_identical_ids,
         "top_k": top_k,
         "index": index_spec.kind,
+        **({"index_backend": index.backend} if hasattr(index, "backend") else {}),  # PLAID: or exact MaxSim
         "ms_per_query": round(1000 * seconds["search"] / max(1, len(query_ids)), 3),
         "warnings": ds.warnings,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},

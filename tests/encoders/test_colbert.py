@@ -101,6 +101,15 @@ def test_eval_colbert_exact_and_plaid(
             assert all(10 <= len(hits) <= 100 for hits in run.values())
         scored = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
         assert abs(sum(v["ndcg_cut_10"] for v in scored.values()) / len(scored) - ndcg[name]) < 1e-6
+    # eval's default (plaid-auto): on 552 documents and 313 queries, exact MaxSim is estimated faster than
+    # building PLAID, so it is used, said and recorded; the same run as the exact-maxsim spec
+    assert main([*argv, "--out", str(tmp_path / "default")]) == 0
+    assert "exact MaxSim (estimated" in capsys.readouterr().err
+    record = json.loads((tmp_path / "default" / "results.json").read_text())["datasets"]["cosqa"]
+    assert (record["index"], record["index_backend"]) == ("plaid", "exact-maxsim")
+    assert read_run(tmp_path / "default" / "runs" / "cosqa.trec") == read_run(
+        tmp_path / "exact" / "runs" / "cosqa.trec"
+    )
     manifest = read_manifest(tmp_path / "plaid" / "indices" / "cosqa", kind="plaid")
     assert manifest["n_docs"] == 552 and manifest["encoder"]["kind"] == "colbert"
     assert set(manifest["versions"]) >= {"fast-plaid", "sentence-transformers", "torch"}

@@ -11,9 +11,10 @@ import pytest
 from mbert_retrieval.config import PlaidSpec, VoyagerSpec
 from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.indexes import check_compatible, make_index
+from mbert_retrieval.indexes import plaid as plaid_module
 from mbert_retrieval.indexes.manifest import check_encoder, read_manifest
 from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex
-from mbert_retrieval.indexes.plaid import PlaidIndex
+from mbert_retrieval.indexes.plaid import PlaidIndex, full_scores_for
 from mbert_retrieval.indexes.voyager import VoyagerIndex
 
 DIM = 32
@@ -181,13 +182,13 @@ def test_kind_compatibility_and_missing_manifest(tmp_path: Path) -> None:
 
 
 def test_plaid_says_when_it_caps_the_hits(tmp_path: Path, corpus, caplog, monkeypatch) -> None:
-    """fast-plaid keeps ``n_full_scores / 4`` candidates: a deeper ``k`` gets fewer hits, and a warning
-    naming the cap and the setting that raises it (once per index)."""
+    """fast-plaid keeps ``n_full_scores / 4`` candidates: with ``scale_with_k`` off a deeper ``k`` gets fewer
+    hits, and a warning naming the cap and the setting that raises it (once per index)."""
     package_logger = logging.getLogger("mbert_retrieval")  # an earlier CLI test may have set it up
     monkeypatch.setattr(package_logger, "propagate", True)
     monkeypatch.setattr(package_logger, "handlers", [])
     ids, docs, queries = corpus
-    plaid = PlaidIndex(DIM, PlaidSpec(nbits=4, n_full_scores=64), tmp_path / "p")
+    plaid = PlaidIndex(DIM, PlaidSpec(nbits=4, n_full_scores=64, scale_with_k=False), tmp_path / "p")
     plaid.add(ids, docs)
     with caplog.at_level("WARNING", logger="mbert_retrieval"):
         assert all(len(h) == 16 for h in plaid.search(["a"], queries[:1], 16).values())
@@ -197,6 +198,59 @@ def test_plaid_says_when_it_caps_the_hits(tmp_path: Path, corpus, caplog, monkey
         plaid.search(["a"], queries[:1], 200)
     (record,) = _plaid_warnings(caplog)
     assert "at most 16 of the 200 hits" in record.getMessage() and "n_full_scores >= 800" in record.getMessage()
+
+
+def test_plaid_full_scores_follow_colberts_table_for_deeper_k(tmp_path: Path, corpus) -> None:
+    """``scale_with_k``: n_full_scores at least ColBERT's own (256 / 1024 / max(4096, 4k)), so a deep ``k``
+    gets its hits; a spec above the table keeps its own value."""
+    small, big = PlaidSpec(n_full_scores=64), PlaidSpec(n_full_scores=8192)
+    assert [full_scores_for(small, k) for k in (1, 10, 11, 100, 101, 1000, 2000)] == [
+        256, 256, 1024, 1024, 4096, 4096, 8000,
+    ]  # fmt: skip
+    assert [full_scores_for(big, k) for k in (10, 1000, 4000)] == [8192, 8192, 16000]
+    assert full_scores_for(PlaidSpec(n_full_scores=64, scale_with_k=False), 1000) == 64
+    ids, docs, queries = corpus
+    plaid = PlaidIndex(DIM, small, tmp_path / "p")
+    plaid.add(ids, docs)
+    assert all(len(h) == 200 for h in plaid.search(["a", "b"], queries[:2], 200).values())
+
+
+def test_plaid_exact_if_faster_picks_exact_maxsim_for_a_small_corpus(tmp_path: Path, corpus, monkeypatch) -> None:
+    """``exact_if_faster`` (CPU): the documents are held until the first search, which uses exact MaxSim
+    where the cost model says it is faster than building and searching PLAID; the choice is saved and
+    reopened. Saving before any search, or a corpus above ``exact_max_tokens``, builds PLAID."""
+    ids, docs, queries = corpus
+    qids = [f"q{i}" for i in range(len(queries))]
+    exact = ExactMaxSimIndex(DIM)
+    exact.add(ids, docs)
+    truth = exact.search(qids, queries, 10)
+
+    auto = PlaidIndex(DIM, PlaidSpec(exact_if_faster=True), tmp_path / "auto")
+    auto.add(ids[:100], docs[:100])
+    auto.add(ids[100:], docs[100:])
+    assert not auto.backend_folder.exists()  # nothing built yet: the first search decides
+    assert auto.search(qids, queries, 10) == truth and auto.backend == "exact-maxsim"
+    auto.add(["extra"], [docs[0]])  # later documents join the exact index
+    assert set(auto.search(["q0"], queries[:1], 2)["q0"]) == {"d0", "extra"}
+    auto.save()
+    reopened = PlaidIndex.load(tmp_path / "auto")
+    assert reopened.backend == "exact-maxsim" and reopened.search(qids, queries, 10) == auto.search(qids, queries, 10)
+    assert read_manifest(tmp_path / "auto", kind="plaid")["exact_dtype"] == "float16"
+
+    monkeypatch.setattr(plaid_module, "estimated_seconds", lambda *a: (2.0, 1.0))  # PLAID estimated faster
+    built = PlaidIndex(DIM, PlaidSpec(exact_if_faster=True), tmp_path / "built")
+    built.add(ids, docs)
+    built.search(qids, queries, 10)
+    assert built.backend == "fast-plaid" and built.backend_folder.is_dir()
+    for name, spec in (
+        ("saved", PlaidSpec(exact_if_faster=True)),
+        ("big", PlaidSpec(exact_if_faster=True, exact_max_tokens=500)),
+    ):
+        other = PlaidIndex(DIM, spec, tmp_path / name)
+        other.add(ids, docs)
+        if name == "saved":
+            other.save()  # an index saved before any search is for searches to come: PLAID
+        assert other.backend == "fast-plaid" and other.backend_folder.is_dir()
 
 
 def _plaid_warnings(caplog) -> list[logging.LogRecord]:
