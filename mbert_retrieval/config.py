@@ -342,7 +342,7 @@ class EvalConfig(Strict):
     encoder: EncoderConfig | None = None
     bm25: BM25Config = Field(default_factory=BM25Config, description="used when encoder.model is 'bm25'")
     fusion: FusionConfig | None = None
-    index: IndexSpecFile | None = Field(None, description="default: faiss-flat (dense) or plaid (colbert)")
+    index: IndexSpecFile | None = Field(None, description="default: faiss-flat (dense) or plaid-auto (colbert)")
     index_dir: str | None = Field(
         None, description="a built index (index build, or an earlier eval's) scored instead of encoding the corpus"
     )

@@ -51,6 +51,20 @@ class Distributed:
             self.owns_group = False
 
 
+def leave_process_group() -> None:
+    """Under ``torchrun``, after the work is done: wait for every rank (rank 0 may still be writing), then
+    leave the process group that a third party (the Hugging Face trainer) joined. A rank that exits with
+    gloo's threads still running aborts ("terminate called without an active exception", SIGABRT: seen
+    once in CI on rank 1 of the 2-rank training test, which returned while rank 0 published the model)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def distributed_context() -> Distributed:
     """Join the process group when ``torchrun`` set ``WORLD_SIZE`` > 1: gloo on CPU, nccl on CUDA."""
     try:

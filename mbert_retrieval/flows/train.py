@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mbert_retrieval.core.distributed import leave_process_group
 from mbert_retrieval.core.errors import ConfigError
 from mbert_retrieval.core.io import (
     recover_interrupted_swap,
@@ -76,7 +77,9 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, prog
     """Run the recipe; return the folder of the final model (``output_dir/model``). ``progress``
     False hides the trainer's progress bars (its log lines stay in ``train_log.jsonl``)."""
     with output_lock_if_main(recipe.output_dir):  # one writer per output_dir (rank 0 under torchrun)
-        return _train(recipe, resume=resume, overwrite=overwrite, progress=progress)
+        final = _train(recipe, resume=resume, overwrite=overwrite, progress=progress)
+    leave_process_group()  # torchrun: every rank waits for rank 0's model, then leaves the group
+    return final
 
 
 def _train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:

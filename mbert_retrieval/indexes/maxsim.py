@@ -129,8 +129,9 @@ class ExactMaxSimIndex:
         return out
 
     def score(self, query: np.ndarray, doc_indices: Sequence[int]) -> np.ndarray:
-        """MaxSim of one query against the given documents (for re-ranking candidates)."""
-        tokens, offsets = self._scoring_tokens()
+        """MaxSim of one query against the given documents (for re-ranking candidates: a few documents
+        each, so no float32 copy of the whole corpus is made for it)."""
+        tokens, offsets = self._packed()
         q = np.asarray(query, dtype=np.float32)
         out = np.empty(len(doc_indices), dtype=np.float32)
         for i, d in enumerate(doc_indices):

@@ -48,7 +48,7 @@ from mbert_retrieval.core.errors import ConfigError, DataError
 from mbert_retrieval.core.io import write_lines
 from mbert_retrieval.core.types import Run, plural
 from mbert_retrieval.indexes.manifest import read_manifest, write_manifest
-from mbert_retrieval.indexes.maxsim import ExactMaxSimIndex, check_token_matrices
+from mbert_retrieval.indexes.maxsim import OFFSETS_FILE, TOKENS_FILE, ExactMaxSimIndex, check_token_matrices
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class PlaidIndex:
         if self._plaid is not None or self._exact is not None or not self._pending:
             return
         n_tokens = sum(len(m) for _, m in self._pending)
-        if n_queries is not None and self._may_choose_exact():
+        if n_queries and self._may_choose_exact():
             exact_s, plaid_s = estimated_seconds(n_tokens, n_queries, full_scores_for(self.spec, k))
             if exact_s <= plaid_s or n_tokens < MIN_TOKEN_VECTORS:
                 log.info(
@@ -184,6 +184,12 @@ class PlaidIndex:
             "Use the exact-maxsim index, or set `fallback: exact` in the PLAID spec"
         )
 
+    def prepare(self, n_queries: int | None = None, k: int = 10) -> None:
+        """Build now what the first search or ``save`` would otherwise build (so callers can time it):
+        PLAID from the held documents, or exact MaxSim where ``exact_if_faster`` chooses it for
+        ``n_queries`` queries (``None``: searches to come, PLAID)."""
+        self._finish(n_queries, k)
+
     def _use_exact(self, spec: ExactMaxSimSpec) -> None:
         self._exact = ExactMaxSimIndex(self.dim, spec)
         self._exact.add([i for i, _ in self._pending], [m for _, m in self._pending])
@@ -200,19 +206,21 @@ class PlaidIndex:
         """Top ``k`` documents per query (``{qid: {docid: score}}``, best first), by PLAID's scores."""
         if len(query_ids) != len(embeddings):
             raise ValueError(f"{len(query_ids)} query ids but {len(embeddings)} query matrices")
+        if not query_ids:  # nothing to search: nothing built or chosen yet either
+            return {}
         fetch = min(k + (1 if ignore_identical_ids else 0), len(self.doc_ids))
-        self._finish(len(query_ids), fetch)
+        self._finish(len(query_ids), k)
         if self._exact is not None:
             return self._exact.search(query_ids, embeddings, k, ignore_identical_ids=ignore_identical_ids)
         if self._plaid is None or fetch <= 0 or not query_ids:
             return {qid: {} for qid in query_ids}
-        full_scores = full_scores_for(self.spec, fetch)
+        full_scores = full_scores_for(self.spec, k)  # the table's k: one hit more for a skipped id is no depth
         if full_scores != self.spec.n_full_scores and not self._scale_said:
             self._scale_said = True
             log.info(
-                "PLAID: n_full_scores %d for top %d (the spec's %d is for k <= 10; scale_with_k)",
+                "PLAID: n_full_scores %d for the top %d (the spec has %d; scale_with_k, ColBERT's table)",
                 full_scores,
-                fetch,
+                k,
                 self.spec.n_full_scores,
             )
         with _search_torch_threads():
@@ -262,6 +270,11 @@ class PlaidIndex:
         self._finish()
         if self._exact is not None:
             self._exact.save_arrays(self.folder)
+            if self.backend_folder.exists():  # an earlier build's PLAID files in a reused folder
+                shutil.rmtree(self.backend_folder)
+        else:
+            for name in (TOKENS_FILE, OFFSETS_FILE):  # an earlier exact choice's arrays in a reused folder
+                (self.folder / name).unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_lines(self.folder / IDS_FILE, self.doc_ids)
         fields = {"kind": self.kind, "spec": self.spec.model_dump(), "dim": self.dim, "n_docs": len(self)}

@@ -73,7 +73,7 @@ def cosqa_suite(tmp_path: Path, data_dir: Path) -> Path:
 
 
 def test_eval_colbert_exact_and_plaid(
-    tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str, capsys
+    tmp_path: Path, data_dir: Path, cosqa_suite: Path, tiny_modernbert: str, capsys, monkeypatch
 ) -> None:
     pytrec_eval = pytest.importorskip("pytrec_eval")
     from mbert_retrieval.data.beir import load_qrels
@@ -103,6 +103,9 @@ def test_eval_colbert_exact_and_plaid(
         assert abs(sum(v["ndcg_cut_10"] for v in scored.values()) / len(scored) - ndcg[name]) < 1e-6
     # eval's default (plaid-auto): on 552 documents and 313 queries, exact MaxSim is estimated faster than
     # building PLAID, so it is used, said and recorded; the same run as the exact-maxsim spec
+    from mbert_retrieval.indexes.plaid import PlaidIndex
+
+    monkeypatch.setattr(PlaidIndex, "_may_choose_exact", lambda self: self.spec.exact_if_faster)  # a GPU too
     assert main([*argv, "--out", str(tmp_path / "default")]) == 0
     assert "exact MaxSim (estimated" in capsys.readouterr().err
     record = json.loads((tmp_path / "default" / "results.json").read_text())["datasets"]["cosqa"]

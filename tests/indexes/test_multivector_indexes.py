@@ -219,12 +219,16 @@ def test_plaid_exact_if_faster_picks_exact_maxsim_for_a_small_corpus(tmp_path: P
     """``exact_if_faster`` (CPU): the documents are held until the first search, which uses exact MaxSim
     where the cost model says it is faster than building and searching PLAID; the choice is saved and
     reopened. Saving before any search, or a corpus above ``exact_max_tokens``, builds PLAID."""
+    monkeypatch.setattr(PlaidIndex, "_may_choose_exact", lambda self: self.spec.exact_if_faster)  # CPU or not
     ids, docs, queries = corpus
     qids = [f"q{i}" for i in range(len(queries))]
     exact = ExactMaxSimIndex(DIM)
     exact.add(ids, docs)
     truth = exact.search(qids, queries, 10)
 
+    auto = PlaidIndex(DIM, PlaidSpec(exact_if_faster=True), tmp_path / "auto")
+    auto.add(ids[:5], docs[:5])
+    assert auto.search([], [], 10) == {} and not auto.backend_folder.exists()  # no queries: nothing decided
     auto = PlaidIndex(DIM, PlaidSpec(exact_if_faster=True), tmp_path / "auto")
     auto.add(ids[:100], docs[:100])
     auto.add(ids[100:], docs[100:])
@@ -242,6 +246,12 @@ def test_plaid_exact_if_faster_picks_exact_maxsim_for_a_small_corpus(tmp_path: P
     built.add(ids, docs)
     built.search(qids, queries, 10)
     assert built.backend == "fast-plaid" and built.backend_folder.is_dir()
+    reused = PlaidIndex(DIM, PlaidSpec(exact_if_faster=True), tmp_path / "auto")  # the exact index's folder
+    reused.add(ids, docs)
+    reused.prepare(len(qids))
+    reused.save()
+    assert not (tmp_path / "auto" / "tokens.npy").exists()  # the earlier exact arrays are gone
+    assert PlaidIndex.load(tmp_path / "auto").backend == "fast-plaid"
     for name, spec in (
         ("saved", PlaidSpec(exact_if_faster=True)),
         ("big", PlaidSpec(exact_if_faster=True, exact_max_tokens=500)),
@@ -251,6 +261,21 @@ def test_plaid_exact_if_faster_picks_exact_maxsim_for_a_small_corpus(tmp_path: P
         if name == "saved":
             other.save()  # an index saved before any search is for searches to come: PLAID
         assert other.backend == "fast-plaid" and other.backend_folder.is_dir()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CPU search only")
+def test_plaid_cpu_search_runs_torch_on_one_thread_and_restores_it() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError), plaid_module._search_torch_threads():
+            assert torch.get_num_threads() == plaid_module.SEARCH_TORCH_THREADS
+            raise RuntimeError("fast-plaid failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def _plaid_warnings(caplog) -> list[logging.LogRecord]:
