@@ -729,7 +729,9 @@ def ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller corpora, grid and query counts (about 5 minutes)")
+    p.add_argument(
+        "--quick", action="store_true", help="smaller corpora, grid and query counts (3.5 minutes on 2 idle cores)"
+    )
     p.add_argument(
         "--sizes", help="comma-separated: scifact and synthetic sizes (default scifact,100k,1m; quick scifact,10k,100k)"
     )
