@@ -216,18 +216,26 @@ def encode_into_index(
     cache_dir: str | Path | None,
     label: str,
     shard_size: int | None = None,
+    n_queries: int | None = None,
+    top_k: int = 10,
 ) -> EncodeSeconds:
     """Add the documents ``ids`` / ``texts`` to ``index``, encoded with ``encoder`` shard by shard.
 
     Shards go through the cache in ``cache_dir`` (``None``: nothing stored): those already there
     from an earlier or interrupted run are read, not encoded. A ColBERT encoder (``kind``
     ``"colbert"``) gives token-vector shards. ``label`` names the shards in the progress bar.
+    An index that holds documents until its first search (PLAID: ``prepare``) is finished here, for the
+    ``n_queries`` top-``top_k`` searches to come (``None``: not known), and counted as index time.
     """
     t = time.perf_counter()
     adding = 0.0
     for rows, emb in _encoder_shards(ids, texts, encoder, cache_dir=cache_dir, label=label, shard_size=shard_size):
         t_add = time.perf_counter()
         index.add(list(ids[rows]), emb)
+        adding += time.perf_counter() - t_add
+    if hasattr(index, "prepare"):
+        t_add = time.perf_counter()
+        index.prepare(n_queries, top_k)
         adding += time.perf_counter() - t_add
     return EncodeSeconds(time.perf_counter() - t - adding, adding)
 

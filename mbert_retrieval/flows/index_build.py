@@ -475,10 +475,6 @@ def build_multivector_index(
                 label=f"{out.name} documents",
             )
             seconds = {"encode": took.encode, "index": took.index}
-            if hasattr(index, "prepare"):  # a PLAID spec that holds documents builds here, counted as index
-                t = time.perf_counter()
-                index.prepare()
-                seconds["index"] += time.perf_counter() - t
             t = time.perf_counter()
             write_snippets(tmp, snippet_lines(prep.docs.texts))
             meta = build_manifest(prep, spec_name, colbert_record(prep.cfg), {"work_dir": str(prep.work)})

@@ -212,7 +212,7 @@ class PlaidIndex:
         self._finish(len(query_ids), k)
         if self._exact is not None:
             return self._exact.search(query_ids, embeddings, k, ignore_identical_ids=ignore_identical_ids)
-        if self._plaid is None or fetch <= 0 or not query_ids:
+        if self._plaid is None or fetch <= 0:
             return {qid: {} for qid in query_ids}
         full_scores = full_scores_for(self.spec, k)  # the table's k: one hit more for a skipped id is no depth
         if full_scores != self.spec.n_full_scores and not self._scale_said:
